@@ -1,0 +1,228 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+func (c *RegisterNode) apply(x *applyCtx) error {
+	s := x.s
+	targets := slices.Clone(c.Targets)
+	slices.Sort(targets)
+	old, exists := s.Nodes[c.Name]
+	if !exists {
+		if c.Role != RoleWitness {
+			others := s.pairMembers(c.Pair)
+			if len(others) >= 2 {
+				return refuse(ErrConflict, "pair %s already has two nodes (%s, %s); a pair is 1+1", c.Pair, others[0].Name, others[1].Name)
+			}
+			for _, o := range others {
+				if c.Role == RoleActive && o.Role == RoleActive {
+					return refuse(ErrConflict, "pair %s already has active node %s; register %s as standby", c.Pair, o.Name, c.Name)
+				}
+			}
+		}
+		n := Node{
+			Name: c.Name, Pair: c.Pair, Role: c.Role, Server: c.Server, Voter: c.Voter,
+			APIAddr: c.APIAddr, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr,
+			Targets: targets, Status: StatusAlive, Healthy: c.Healthy, LastSeen: x.at,
+		}
+		s.Nodes[c.Name] = n
+		x.record(Event{Node: c.Name, Pair: c.Pair, Kind: EventNodeRegistered, To: string(c.Role)})
+		return nil
+	}
+	if old.Pair != c.Pair {
+		return refuse(ErrConflict, "node %s is registered in pair %s; remove it before registering it in pair %s", c.Name, pairName(old.Pair), pairName(c.Pair))
+	}
+	if (old.Role == RoleWitness) != (c.Role == RoleWitness) {
+		return refuse(ErrConflict, "node %s is registered as %s; remove it before registering it as %s", c.Name, old.Role, c.Role)
+	}
+	n := old.clone()
+	n.Server, n.Voter = c.Server, c.Voter
+	n.APIAddr, n.RaftAddr, n.GossipAddr = c.APIAddr, c.RaftAddr, c.GossipAddr
+	n.Targets = targets
+	n.Status, n.LastSeen = StatusAlive, x.at
+	if c.Healthy != old.Healthy {
+		n.Healthy, n.FailingCheck, n.CheckOutput = c.Healthy, "", ""
+	}
+	s.Nodes[c.Name] = n
+	if from, to := old.summary(), n.summary(); from != to {
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeUpdated, From: from, To: to, Cause: "registration"})
+	}
+	if old.Status != n.Status {
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeStatus, From: string(old.Status), To: string(n.Status), Cause: "registration"})
+	}
+	if old.Healthy != n.Healthy {
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeHealth, From: old.health(), To: n.health(), Cause: "registration"})
+	}
+	return nil
+}
+
+func pairName(p string) string {
+	if p == "" {
+		return "(none)"
+	}
+	return p
+}
+
+// summary describes what registration may change, for history events.
+func (n Node) summary() string {
+	return fmt.Sprintf("server=%t voter=%t api=%s raft=%s gossip=%s targets=%s",
+		n.Server, n.Voter, n.APIAddr, n.RaftAddr, n.GossipAddr, strings.Join(n.Targets, ","))
+}
+
+func (n Node) health() string {
+	if n.Healthy {
+		return "healthy"
+	}
+	if n.FailingCheck == "" {
+		return "unhealthy"
+	}
+	return "unhealthy: " + n.FailingCheck
+}
+
+func (c *SetNodeStatus) apply(x *applyCtx) error {
+	n, ok := x.s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	old := n.Status
+	if old == c.Status && c.Status != StatusAlive {
+		x.noop("node %s is already %s", c.Node, c.Status)
+		return nil
+	}
+	n.Status = c.Status
+	if c.Status == StatusAlive {
+		n.LastSeen = x.at
+	}
+	x.s.Nodes[c.Node] = n
+	if old != c.Status {
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeStatus, From: string(old), To: string(c.Status), Cause: c.Cause})
+	}
+	return nil
+}
+
+func (c *SetNodeHealth) apply(x *applyCtx) error {
+	n, ok := x.s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	old := n
+	n.Healthy = c.Healthy
+	if c.Healthy {
+		n.FailingCheck, n.CheckOutput = "", ""
+	} else {
+		n.FailingCheck, n.CheckOutput = clip(c.FailingCheck, 128), clip(c.CheckOutput, maxText)
+	}
+	if n.Healthy == old.Healthy && n.FailingCheck == old.FailingCheck && n.CheckOutput == old.CheckOutput {
+		x.noop("node %s is already %s", c.Node, n.health())
+		return nil
+	}
+	x.s.Nodes[c.Node] = n
+	if old.health() != n.health() {
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeHealth, From: old.health(), To: n.health(), Cause: n.CheckOutput})
+	}
+	return nil
+}
+
+func (c *SetRole) apply(x *applyCtx) error {
+	s := x.s
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	if n.Role == RoleWitness || n.Pair == "" {
+		return refuse(ErrConflict, "node %s is a witness and has no pair; it cannot be %s", c.Node, c.Role)
+	}
+	if n.Role == c.Role {
+		x.noop("node %s is already %s", c.Node, c.Role)
+		return nil
+	}
+	if c.Role == RoleActive && (n.Status == StatusDead || n.Status == StatusLeft) {
+		return refuse(ErrConflict, "node %s is %s; a dead or departed node cannot be promoted", c.Node, n.Status)
+	}
+	var demote []Node
+	if c.Role == RoleActive {
+		for _, o := range s.pairMembers(n.Pair) {
+			if o.Name != n.Name && o.Role == RoleActive {
+				demote = append(demote, o)
+			}
+		}
+	}
+	// All checks are done: change state.
+	for _, o := range demote {
+		o.Role = RoleStandby
+		s.Nodes[o.Name] = o
+		x.record(Event{Node: o.Name, Pair: o.Pair, Kind: EventRole, From: string(RoleActive), To: string(RoleStandby),
+			Cause: fmt.Sprintf("%s promoted: %s", n.Name, c.Cause)})
+	}
+	from := n.Role
+	n.Role = c.Role
+	s.Nodes[n.Name] = n
+	x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventRole, From: string(from), To: string(c.Role), Cause: c.Cause})
+	return nil
+}
+
+func (c *RemoveNode) apply(x *applyCtx) error {
+	s := x.s
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	for _, p := range s.plansByID() {
+		if p.State.Terminal() {
+			continue
+		}
+		if p.step(c.Node) >= 0 {
+			return refuse(ErrConflict, "node %s takes part in plan %s (%s); abort or roll back the plan first", c.Node, p.ID, p.State)
+		}
+	}
+	delete(s.Nodes, c.Node)
+	delete(s.Desired, c.Node)
+	delete(s.Observed, c.Node)
+	x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeRemoved, From: string(n.Role), Cause: c.Cause})
+	return nil
+}
+
+func (c *PutBlob) apply(x *applyCtx) error {
+	if b, ok := x.s.Blobs[c.SHA256]; ok {
+		if b.PatchID != c.PatchID {
+			return refuse(ErrConflict, "module %s is stored as patch %s, not %s", c.SHA256, b.PatchID, c.PatchID)
+		}
+		x.noop("patch %s (%s) is already stored", c.PatchID, c.SHA256)
+		return nil
+	}
+	x.s.Blobs[c.SHA256] = Blob{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Data: c.Data}
+	x.record(Event{Kind: EventBlobStored, To: c.SHA256, Cause: c.PatchID})
+	return nil
+}
+
+func (c *ReportObserved) apply(x *applyCtx) error {
+	s := x.s
+	n, ok := s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	obs := Observed{Pid: c.Pid, Error: clip(c.Error, maxText), At: x.at}
+	if len(c.Active) > 0 {
+		obs.Active = slices.Clone(c.Active)
+	}
+	old, had := s.Observed[c.Node][c.Target]
+	if s.Observed[c.Node] == nil {
+		s.Observed[c.Node] = map[string]Observed{}
+	}
+	s.Observed[c.Node][c.Target] = obs
+	if !had || old.Pid != obs.Pid || !slices.Equal(old.Active, obs.Active) || old.Error != obs.Error {
+		from := ""
+		if had {
+			from = observedString(c.Target, old)
+		}
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventObserved, From: from, To: observedString(c.Target, obs), Cause: obs.Error})
+	}
+	return nil
+}
+
+func observedString(target string, o Observed) string {
+	return fmt.Sprintf("%s=%s pid=%d", target, strings.Join(o.Active, ","), o.Pid)
+}

@@ -1,0 +1,203 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// FSM is the replicated state machine. The zero value is not usable; use New.
+type FSM struct {
+	mu    sync.RWMutex // Apply and Restore write; State and View read
+	state *State
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// New returns an FSM with an empty state.
+func New() *FSM { return &FSM{state: NewState()} }
+
+// Apply applies one committed log entry and returns a *Result (never nil
+// for a command entry). A refused command (Result.Err set) changed nothing.
+// Entries of other log types are ignored.
+func (f *FSM) Apply(l *raft.Log) any {
+	res := &Result{Index: l.Index}
+	if l.Type != raft.LogCommand {
+		res.Noop, res.Message = true, fmt.Sprintf("log entry type %v is not a command", l.Type)
+		return res
+	}
+	// Decoding and stateless checks (a blob's sha256) need no lock.
+	cmd, at, err := Decode(l.Data)
+	if err != nil {
+		res.fail(err)
+		if ce, ok := err.(*CommandError); ok {
+			res.Type = ce.Type
+		}
+		return res
+	}
+	res.Type = cmd.CommandType()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	applyCommand(f.state, cmd, at, res)
+	return res
+}
+
+// applyCommand applies a decoded command to s, filling res.
+func applyCommand(s *State, cmd Command, at time.Time, res *Result) {
+	defer func() {
+		// A bug must not crash every replica at the same log index (and
+		// again on every restart). It is reported and the command refused;
+		// the state may be partly changed, identically on every replica.
+		if r := recover(); r != nil {
+			res.Err = fmt.Sprintf("internal error applying %s at index %d: %v", cmd.CommandType(), res.Index, r)
+			res.Code = CodeInternal
+		}
+	}()
+	x := &applyCtx{s: s, at: at, res: res}
+	if err := cmd.apply(x); err != nil {
+		res.fail(err)
+	}
+}
+
+func (r *Result) fail(err error) {
+	r.Err = err.Error()
+	r.Code = codeOf(err)
+	r.Noop, r.Message, r.PlanID = false, "", ""
+}
+
+// applyCtx carries what a command's apply needs.
+type applyCtx struct {
+	s   *State
+	at  time.Time
+	res *Result
+}
+
+// record appends an event stamped with the command time.
+func (x *applyCtx) record(e Event) {
+	var seq uint64 = 1
+	if n := len(x.s.History); n > 0 {
+		seq = x.s.History[n-1].Seq + 1
+	}
+	e.Seq, e.Time = seq, x.at
+	e.Cause = clip(e.Cause, maxText)
+	x.s.History = append(x.s.History, e)
+}
+
+// noop marks the result as accepted with nothing to change.
+func (x *applyCtx) noop(format string, args ...any) {
+	x.res.Noop = true
+	x.res.Message = fmt.Sprintf(format, args...)
+}
+
+// State returns a deep copy of the current state (blob data shared).
+func (f *FSM) State() *State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Clone()
+}
+
+// View calls fn with the current state under a read lock, without copying.
+// fn must not keep or modify s or anything reachable from it, and must not
+// block: Apply waits for it.
+func (f *FSM) View(fn func(s *State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.state)
+}
+
+// Snapshot captures a deep copy of the state; Persist encodes it.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &fsmSnapshot{state: f.state.Clone()}, nil
+}
+
+// Restore replaces the state with a snapshot written by Persist. On error
+// the state is left as it was.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("restoring fsm snapshot: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state = s
+	return nil
+}
+
+type fsmSnapshot struct{ state *State }
+
+// Persist writes the snapshot to sink and closes it (cancels it on error).
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshot(sink, s.state); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persisting fsm snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("closing fsm snapshot: %w", err)
+	}
+	return nil
+}
+
+// Release does nothing: the snapshot holds only memory.
+func (s *fsmSnapshot) Release() {}
+
+// SnapshotVersion is the version of the snapshot format.
+const SnapshotVersion = 1
+
+type snapshotFile struct {
+	V     int    `json:"v"`
+	State *State `json:"state"`
+}
+
+// WriteSnapshot writes s as a snapshot: deterministic JSON
+// {"v":1,"state":{...}} (map keys sorted), so equal states give equal bytes.
+func WriteSnapshot(w io.Writer, s *State) error {
+	data, err := json.Marshal(snapshotFile{V: SnapshotVersion, State: s})
+	if err != nil {
+		return fmt.Errorf("encoding state: %w", err)
+	}
+	if _, err := w.Write(data); err != nil {
+		return fmt.Errorf("writing state: %w", err)
+	}
+	return nil
+}
+
+// ReadSnapshot reads a snapshot written by WriteSnapshot.
+func ReadSnapshot(r io.Reader) (*State, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading snapshot: %w", err)
+	}
+	var f snapshotFile
+	if err := strictUnmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("decoding snapshot: %w", err)
+	}
+	if f.V != SnapshotVersion {
+		return nil, fmt.Errorf("snapshot version %d is not supported (want %d): %w", f.V, SnapshotVersion, ErrUnsupported)
+	}
+	if f.State == nil {
+		return nil, fmt.Errorf("snapshot has no state: %w", ErrInvalid)
+	}
+	f.State.normalize()
+	for id, p := range f.State.Plans {
+		if !validPlanState(p.State) {
+			return nil, fmt.Errorf("snapshot plan %s has unknown state %q: %w", id, p.State, ErrUnsupported)
+		}
+	}
+	return f.State, nil
+}
+
+func validPlanState(p PlanState) bool {
+	for _, s := range PlanStates() {
+		if p == s {
+			return true
+		}
+	}
+	return false
+}
