@@ -35,9 +35,8 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 	if old.Pair != c.Pair {
 		return refuse(ErrConflict, "node %s is registered in pair %s; remove it before registering it in pair %s", c.Name, pairName(old.Pair), pairName(c.Pair))
 	}
-	if (old.Role == RoleWitness) != (c.Role == RoleWitness) {
-		return refuse(ErrConflict, "node %s is registered as %s; remove it before registering it as %s", c.Name, old.Role, c.Role)
-	}
+	// (A witness has no pair and a pair node has one, so the pair check
+	// also refuses turning one into the other.)
 	n := old.clone()
 	n.Server, n.Voter = c.Server, c.Voter
 	n.APIAddr, n.RaftAddr, n.GossipAddr = c.APIAddr, c.RaftAddr, c.GossipAddr

@@ -121,7 +121,7 @@ func phaseString(pair string, ph Phase) string {
 
 // next returns the phase after the current one: ok false when the plan is
 // at the last pair's active trial.
-func (p *Plan) next() (pairIndex int, ph Phase, ok bool) {
+func (p Plan) next() (pairIndex int, ph Phase, ok bool) {
 	if p.State == PlanPending || p.Phase == "" {
 		return 0, PhaseStandbyApply, len(p.Spec.Pairs) > 0
 	}

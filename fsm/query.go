@@ -106,7 +106,7 @@ func (s *State) UnfinishedPlan(target string) (Plan, bool) {
 }
 
 // step returns the index of node's step record, or -1.
-func (p *Plan) step(node string) int {
+func (p Plan) step(node string) int {
 	for i, st := range p.Steps {
 		if st.Node == node {
 			return i
@@ -116,7 +116,7 @@ func (p *Plan) step(node string) int {
 }
 
 // Step returns the step record of a plan node.
-func (p *Plan) Step(node string) (NodeStep, bool) {
+func (p Plan) Step(node string) (NodeStep, bool) {
 	if i := p.step(node); i >= 0 {
 		return p.Steps[i], true
 	}
@@ -125,7 +125,7 @@ func (p *Plan) Step(node string) (NodeStep, bool) {
 
 // CurrentPair returns the name of the pair the plan is working on (or last
 // worked on), "" for a plan without pairs.
-func (p *Plan) CurrentPair() string {
+func (p Plan) CurrentPair() string {
 	if p.PairIndex < 0 || p.PairIndex >= len(p.Spec.Pairs) {
 		return ""
 	}
@@ -133,14 +133,14 @@ func (p *Plan) CurrentPair() string {
 }
 
 // PhaseNode returns the node the current phase works on, "" before start.
-func (p *Plan) PhaseNode() string {
+func (p Plan) PhaseNode() string {
 	if p.Phase == "" {
 		return ""
 	}
 	return p.sideNode(p.CurrentPair(), p.Phase.Side())
 }
 
-func (p *Plan) sideNode(pair string, side Side) string {
+func (p Plan) sideNode(pair string, side Side) string {
 	for _, st := range p.Steps {
 		if st.Pair == pair && st.Side == side {
 			return st.Node
@@ -175,7 +175,7 @@ func (s *State) PlanStack(planID, node string) ([]PatchRef, bool) {
 	return p.stack(node), true
 }
 
-func (p *Plan) stack(node string) []PatchRef {
+func (p Plan) stack(node string) []PatchRef {
 	pre := p.PreState[node]
 	for _, r := range pre {
 		if r.PatchID == p.Spec.PatchID {
