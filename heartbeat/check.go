@@ -217,7 +217,10 @@ func runExec(ctx context.Context, cmdline string, timeout time.Duration) (bool, 
 	case err != nil:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return false, clip(joinNonEmpty(line, ee.ProcessState.String()))
+			if line == "" {
+				line = ee.ProcessState.String() // "exit status 1"
+			}
+			return false, clip(line)
 		}
 		return false, clip(err.Error())
 	}
