@@ -138,7 +138,7 @@ func FreeRange(maps []Mapping, cfg HoleConfig, sites []uint64, size uint64) (uin
 		last := b - size // last possible start, page aligned
 		// cost is convex in h, minimal when the range is centred on the
 		// sites; try the page-aligned points either side of that centre.
-		centre := minS/2 + maxS/2 + (minS&maxS&1)
+		centre := minS/2 + maxS/2 + (minS & maxS & 1)
 		var ideal uint64
 		if centre > size/2 {
 			ideal = centre - size/2

@@ -66,7 +66,7 @@ type Space struct {
 	// target's stack size limit.
 	Hole HoleConfig
 
-	mu    sync.Mutex            // guards cache
+	mu    sync.Mutex           // guards cache
 	cache map[fileID]*lazySyms // symbol tables by file, kept across Refresh
 }
 

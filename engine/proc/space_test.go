@@ -3,6 +3,7 @@ package proc
 import (
 	"debug/elf"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -88,6 +89,14 @@ func TestLookupInRealTargets(t *testing.T) {
 			}
 			if sym, _ := s.Lookup("getpid"); sym.Version != "GLIBC_2.2.5" {
 				t.Errorf("Lookup(getpid).Version = %q; want GLIBC_2.2.5", sym.Version)
+			}
+
+			if sym, err := s.Lookup("lp_tls"); err != nil || !sym.TLS || sym.Addr >= pageSize {
+				t.Errorf("Lookup(lp_tls) = %+v, %v; want a TLS symbol with a small TLS offset", sym, err)
+			}
+			// glibc's strlen is an indirect function: Addr is its resolver.
+			if sym, err := s.Lookup("strlen"); err != nil || !sym.IFunc || !sym.Func || !strings.Contains(sym.Object, "libc") {
+				t.Errorf("Lookup(strlen) = %+v, %v; want an IFUNC in libc", sym, err)
 			}
 
 			// Static function: in .symtab only, LOCAL; LookupGlobal must not
@@ -271,5 +280,36 @@ func TestOpenSelf(t *testing.T) {
 	want, err := FileBuildID(exe)
 	if err != nil || main.BuildID != want {
 		t.Errorf("main build-id = %q; want %q (%v)", main.BuildID, want, err)
+	}
+}
+
+// Lookups from several goroutines share the lazily read symbol tables
+// (run under -race).
+func TestConcurrentLookups(t *testing.T) {
+	tg := startTarget(t, filepath.Join(fixtureDir(t), "target-nopie"))
+	s, err := Open(tg.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"secret_add", "getpid", "fix_version", "lp_counter"}
+	errs := make(chan error, 4*len(names))
+	for i := 0; i < 4; i++ {
+		for _, n := range names {
+			go func() {
+				sym, err := s.Lookup(n)
+				if err == nil && sym.Addr != tg.addrs[n] {
+					err = fmt.Errorf("Lookup(%q) = %#x; want %#x", n, sym.Addr, tg.addrs[n])
+				}
+				if _, ok := s.FuncAt(tg.addrs["secret_add"]); !ok && err == nil {
+					err = errors.New("FuncAt(secret_add) found nothing")
+				}
+				errs <- err
+			}()
+		}
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -14,12 +14,13 @@ int fix_version(void); /* libfix.so, default version LPFIX_2 */
 
 int lp_counter = 42;              /* global: .symtab (and .dynsym with -rdynamic) */
 static int lp_static_state = 7;   /* local object: .symtab only */
+__thread int lp_tls = 5;          /* STT_TLS: an offset, not an address */
 
 /* A static function: only in .symtab, with its size. */
 __attribute__((noinline, used)) static int secret_add(int a, int b)
 {
 	lp_static_state += a;
-	return a + b + lp_counter + lp_static_state;
+	return a + b + lp_counter + lp_static_state + lp_tls;
 }
 
 int main(void)
