@@ -114,7 +114,7 @@ func (s *Space) Refresh() error {
 	for _, g := range groupObjects(maps) {
 		o, err := s.loadObject(g, &problems)
 		switch {
-		case errors.Is(err, ErrNotELF):
+		case errors.Is(err, ErrNotELF), errors.Is(err, errNotCode):
 			continue // a mapped data file, not code
 		case err != nil:
 			problems = append(problems, err)
@@ -143,7 +143,36 @@ func (s *Space) Refresh() error {
 		objs[main].Main = true
 	}
 	s.Maps, s.Objects, s.Problems = maps, objs, problems
+	s.pruneCache()
 	return nil
+}
+
+// pruneCache forgets symbol tables of files no longer mapped, and failed
+// reads so that they are retried.
+func (s *Space) pruneCache() {
+	used := make(map[*lazySyms]bool, len(s.Objects))
+	for _, o := range s.Objects {
+		used[o.syms] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fresh := make(map[*lazySyms]*lazySyms)
+	for id, ls := range s.cache {
+		switch {
+		case !used[ls]:
+			delete(s.cache, id)
+		case ls.err != nil:
+			if fresh[ls] == nil {
+				fresh[ls] = &lazySyms{}
+			}
+			s.cache[id] = fresh[ls]
+		}
+	}
+	for _, o := range s.Objects {
+		if f := fresh[o.syms]; f != nil {
+			o.syms = f
+		}
+	}
 }
 
 // Main returns the main executable, or nil when it was not identified.
@@ -302,6 +331,9 @@ func (s *Space) loadObject(g []Mapping, problems *[]error) (*Object, error) {
 			loads = append(loads, p)
 		}
 	}
+	if !mappedAsCode(g, loads) {
+		return nil, fmt.Errorf("%w: %s at %#x", errNotCode, first.Path, first.Start)
+	}
 	bias, err := computeBias(g, loads)
 	if err != nil {
 		return nil, fmt.Errorf("%s in pid %d: %w", first.Path, s.Pid, err)
@@ -338,6 +370,28 @@ func (s *Space) loadObject(g []Mapping, problems *[]error) (*Object, error) {
 	s.mu.Unlock()
 	o.syms = ls
 	return o, nil
+}
+
+// errNotCode: an ELF file is mapped as data (read, not executed), such as a
+// tool reading a library with mmap. Such mappings are not objects.
+var errNotCode = errors.New("ELF file mapped as data")
+
+// mappedAsCode reports whether an ELF file's mappings look loaded: when the
+// file has an executable segment, one of its mappings is executable.
+func mappedAsCode(g []Mapping, loads []*elf.Prog) bool {
+	hasX := false
+	for _, p := range loads {
+		hasX = hasX || p.Flags&elf.PF_X != 0
+	}
+	if !hasX {
+		return true
+	}
+	for _, m := range g {
+		if m.Executable() {
+			return true
+		}
+	}
+	return false
 }
 
 // computeBias finds the load bias of an object from its mappings and its

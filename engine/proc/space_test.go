@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -256,6 +257,25 @@ func TestOpenMissingProcess(t *testing.T) {
 // Our own test binary (a Go executable): the main executable is found and
 // contains our own code.
 func TestOpenSelf(t *testing.T) {
+	// Files mapped as data (an ELF library read with mmap, a text file) are
+	// not objects and not problems.
+	lib := filepath.Join(fixtureDir(t), "libfix.so")
+	text := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(text, []byte("not an ELF file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{lib, text} {
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := syscall.Mmap(int(fh.Fd()), 0, pageSize, syscall.PROT_READ, syscall.MAP_PRIVATE)
+		fh.Close()
+		if err != nil {
+			t.Fatalf("mmap %s: %v", p, err)
+		}
+		t.Cleanup(func() { syscall.Munmap(data) })
+	}
 	s, err := Open(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
@@ -270,6 +290,14 @@ func TestOpenSelf(t *testing.T) {
 	}
 	if main.Path != exe {
 		t.Errorf("main path = %q; want %q", main.Path, exe)
+	}
+	for _, o := range s.Objects {
+		if o.Path == lib || o.Path == text {
+			t.Errorf("data mapping of %s reported as an object", o.Path)
+		}
+	}
+	if len(s.Problems) != 0 {
+		t.Errorf("Problems = %v; want none", s.Problems)
 	}
 	fn := funcAddr(TestOpenSelf)
 	if o, ok := s.ObjectAt(fn); !ok || o != main {
