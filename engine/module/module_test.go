@@ -199,6 +199,8 @@ func TestParseErrors(t *testing.T) {
 			"%s: ELF type ET_EXEC, want a shared object (ET_DYN; build with cc -shared -fPIC)"},
 		{"pie", fixture{out: "pie", src: "exe.c", extra: []string{"-fPIE", "-pie", "-O2"}, compiler: "cc"}, ErrUnsupported,
 			"%s: a PIE executable, want a shared object (build with cc -shared -fPIC)"},
+		{"ambiguous static", fixture{out: "dup.so", src: "dup1.c", extra: []string{"testdata/dup2.c"}}, ErrUndefined,
+			`%s: replace "classify:fix": fix is defined more than once (static functions in several files); give it a unique name`},
 		{"object file", fixture{out: "full.o", src: "full.c", extra: []string{"-c", "-fPIC", "-O2"}, compiler: "cc"}, ErrUnsupported,
 			"%s: ELF type ET_REL, want a shared object (ET_DYN; build with cc -shared -fPIC)"},
 	}
