@@ -19,4 +19,9 @@ var (
 	// ErrNotLoaded: an ELF file is mapped, but not as a loaded object
 	// (no PT_LOAD segment matches its mappings).
 	ErrNotLoaded = errors.New("ELF file is not mapped as a loaded object")
+
+	// errNotCode: an ELF file mapped as data (read, not executed; a tool
+	// reading a library with mmap, a core file, another architecture).
+	// Such mappings are not objects and not problems.
+	errNotCode = errors.New("ELF file mapped as data")
 )

@@ -58,8 +58,10 @@ type Space struct {
 	Maps    []Mapping // every mapping, in address order
 	Objects []*Object // ELF objects, in address order; at most one has Main
 	// Problems lists objects that are mapped but could not be read (file
-	// unreadable, garbled ELF, no segment matching the mappings). They are
-	// left out of Objects and thus out of every lookup.
+	// unreadable, garbled ELF, no segment matching the mappings); they are
+	// left out of Objects and thus out of every lookup. An object whose
+	// build-id note is malformed stays in Objects with BuildID "" and is
+	// listed here too.
 	Problems []error
 	// Hole configures FindHole and FindHoleNearAll. Open sets it from
 	// DefaultHoleConfig, raised to the system's vm.mmap_min_addr and to the
@@ -323,7 +325,7 @@ func (s *Space) loadObject(g []Mapping, problems *[]error) (*Object, error) {
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 || (f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN) {
 		// An ELF file mapped as data (a core file, an object file, another
 		// architecture): not code of this process.
-		return nil, fmt.Errorf("%w: %s is %v %v %v", ErrNotELF, first.Path, f.Class, f.Machine, f.Type)
+		return nil, fmt.Errorf("%w: %s is %v %v %v", errNotCode, first.Path, f.Class, f.Machine, f.Type)
 	}
 	var loads []*elf.Prog
 	for _, p := range f.Progs {
@@ -371,10 +373,6 @@ func (s *Space) loadObject(g []Mapping, problems *[]error) (*Object, error) {
 	o.syms = ls
 	return o, nil
 }
-
-// errNotCode: an ELF file is mapped as data (read, not executed), such as a
-// tool reading a library with mmap. Such mappings are not objects.
-var errNotCode = errors.New("ELF file mapped as data")
 
 // mappedAsCode reports whether an ELF file's mappings look loaded: when the
 // file has an executable segment, one of its mappings is executable.
