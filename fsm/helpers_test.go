@@ -257,3 +257,5 @@ func envelopeBytes(t testing.TB, typ CommandType, body []byte) []byte {
 	}
 	return data
 }
+
+func jsonIndent(dst *bytes.Buffer, src []byte) error { return json.Indent(dst, src, "", "  ") }
