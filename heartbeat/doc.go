@@ -27,8 +27,9 @@
 //     package reads memberlist's log through its own writer). Suspicion that a
 //     member only learns by gossip is not visible, so Dead may come without a
 //     Suspect before it. Alive is reported again when the suspect answers a
-//     direct probe, or when memberlist's longest suspicion timeout has passed
-//     and the node is still a live member (it refuted the suspicion).
+//     direct probe of memberlist's, or when memberlist's longest suspicion
+//     timeout has passed, the node is still a live member (it refuted the
+//     suspicion) and it answers a ping.
 //
 // The local member is part of the table and gets events too (Alive at start,
 // Updated on [Membership.UpdateMeta], Left on [Membership.Leave]).

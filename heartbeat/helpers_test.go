@@ -163,14 +163,13 @@ func startMember(tb testing.TB, name string, join []string, meta Meta) *Membersh
 
 func startMemberTiming(tb testing.TB, name string, join []string, meta Meta, timing Timing) *Membership {
 	tb.Helper()
-	m, err := Start(Config{
-		Name:     name,
-		BindAddr: "127.0.0.1",
-		Join:     join,
-		Meta:     meta,
-		Timing:   timing,
-		Logger:   testLogger(tb),
-	})
+	cfg := Config{Name: name, BindAddr: "127.0.0.1", Join: join, Meta: meta, Timing: timing}
+	if _, bench := tb.(*testing.B); !bench {
+		// Benchmarks print their logs even when they pass; keep them to
+		// the figures.
+		cfg.Logger = testLogger(tb)
+	}
+	m, err := Start(cfg)
 	if err != nil {
 		tb.Fatalf("Start(%s): %v", name, err)
 	}

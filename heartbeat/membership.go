@@ -364,8 +364,9 @@ func (m *Membership) retryJoin() {
 	}
 }
 
-// janitor ends suspicions that were refuted without a direct ack reaching
-// us, and forgets stale leave intents.
+// janitor ends suspicions that were refuted without one of memberlist's
+// direct probes reaching us (by pinging the member once memberlist's longest
+// suspicion has passed), and forgets stale leave intents.
 func (m *Membership) janitor() {
 	t := time.NewTicker(m.cfg.Timing.ProbeInterval)
 	defer t.Stop()
@@ -380,11 +381,12 @@ func (m *Membership) janitor() {
 }
 
 func (m *Membership) sweep(now time.Time) {
+	type target struct{ name, addr string }
 	m.mu.Lock()
-	var expired []string
+	var expired []target
 	for name, e := range m.members {
 		if e.State == StateSuspect && now.After(e.suspectUntil) {
-			expired = append(expired, name)
+			expired = append(expired, target{name, e.Addr})
 		}
 	}
 	for name, at := range m.leaving {
@@ -396,21 +398,35 @@ func (m *Membership) sweep(now time.Time) {
 	if len(expired) == 0 {
 		return
 	}
-	// memberlist's Members is called without m.mu held: memberlist calls
-	// our delegates with its node lock held, so the opposite order would
-	// deadlock.
+	// memberlist is called without m.mu held: it calls our delegates with
+	// its node lock held, so the opposite order could deadlock.
 	live := make(map[string]bool)
 	for _, n := range m.ml.Members() {
 		live[n.Name] = true
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, name := range expired {
-		e := m.members[name]
-		if e != nil && e.State == StateSuspect && now.After(e.suspectUntil) && live[name] {
-			m.setState(e, StateAlive, now)
-			m.emit(Alive, e, now)
+	for _, t := range expired {
+		if !live[t.name] {
+			continue // dead or left: NotifyLeave reports it
 		}
+		// memberlist's suspicion should have ended by now and the member
+		// is still listed, so it probably refuted. A late timer on a loaded
+		// machine could still declare it dead, so ask the member itself.
+		answered := false
+		if addr, err := net.ResolveUDPAddr("udp", t.addr); err == nil {
+			_, err := m.ml.Ping(t.name, addr)
+			answered = err == nil
+		}
+		m.mu.Lock()
+		e := m.members[t.name]
+		if e != nil && e.State == StateSuspect {
+			if answered {
+				m.setState(e, StateAlive, time.Now())
+				m.emit(Alive, e, e.Since)
+			} else {
+				e.suspectUntil = time.Now().Add(m.cfg.Timing.ProbeInterval)
+			}
+		}
+		m.mu.Unlock()
 	}
 }
 
