@@ -35,7 +35,8 @@ type CheckSpec struct {
 	// pins that process (pidfd); the check is healthy while that very
 	// process runs. Once it has exited the check stays failed, even when
 	// Process now resolves a new pid: a restart counts as a failure (see
-	// Checker.Reset).
+	// Checker.Reset). It is called on the check's goroutine and must return
+	// promptly (read a pidfile, scan /proc); the Timeout does not bound it.
 	Process func() (int, error)
 
 	Interval  time.Duration // between runs; 0 means 1s
