@@ -1,0 +1,42 @@
+package ptrace
+
+import (
+	"fmt"
+	"io"
+)
+
+// ReadMem reads len(buf) bytes of target memory at addr. Threads may be
+// running; the read is not atomic with respect to them.
+func (p *Process) ReadMem(addr uint64, buf []byte) error {
+	return p.do(func() error { return p.readMem(addr, buf) })
+}
+
+// WriteMem writes data into target memory at addr, read-only code pages
+// included: /proc/PID/mem writes with the kernel's FOLL_FORCE, which
+// process_vm_writev does not (delve's threads_linux.go notes the same). A
+// private file mapping gets a private copy of the page, as a breakpoint
+// would.
+func (p *Process) WriteMem(addr uint64, data []byte) error {
+	return p.do(func() error { return p.writeMem(addr, data) })
+}
+
+func (p *Process) readMem(addr uint64, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	n, err := p.mem.ReadAt(buf, int64(addr))
+	if err != nil && !(err == io.EOF && n == len(buf)) {
+		return fmt.Errorf("reading %d bytes at %#x in pid %d: %w", len(buf), addr, p.pid, err)
+	}
+	return nil
+}
+
+func (p *Process) writeMem(addr uint64, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if _, err := p.mem.WriteAt(data, int64(addr)); err != nil {
+		return fmt.Errorf("writing %d bytes at %#x in pid %d: %w", len(data), addr, p.pid, err)
+	}
+	return nil
+}

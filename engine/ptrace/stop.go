@@ -1,0 +1,199 @@
+package ptrace
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// defaultStopTimeout bounds a stop of all threads when the caller's context
+// has no deadline.
+const defaultStopTimeout = 2 * time.Second
+
+// Stopped gives access to a target whose threads are all stopped. It is only
+// valid inside the function passed to WithStopped, which runs on the ptrace
+// goroutine: keep that function short, it is the target's pause.
+type Stopped struct {
+	p *Process
+}
+
+// Threads lists the stopped threads, sorted.
+func (s *Stopped) Threads() []int {
+	ts := s.p.sortedThreads()
+	tids := make([]int, len(ts))
+	for i, t := range ts {
+		tids[i] = t.tid
+	}
+	return tids
+}
+
+// Regs reads a stopped thread's general registers.
+func (s *Stopped) Regs(tid int) (Regs, error) { return s.p.getRegs(tid) }
+
+// SetRegs writes a stopped thread's general registers.
+func (s *Stopped) SetRegs(tid int, r Regs) error { return s.p.setRegs(tid, r) }
+
+// ReadMem reads target memory into buf.
+func (s *Stopped) ReadMem(addr uint64, buf []byte) error { return s.p.readMem(addr, buf) }
+
+// WriteMem writes target memory, read-only code pages included.
+func (s *Stopped) WriteMem(addr uint64, data []byte) error { return s.p.writeMem(addr, data) }
+
+// WithStopped stops every thread, runs fn, and resumes every thread, all on
+// the ptrace goroutine without a round trip in between: the smallest pause
+// the kernel allows. The threads are resumed whatever fn returns, and even if
+// it panics.
+func (p *Process) WithStopped(ctx context.Context, fn func(*Stopped) error) error {
+	return p.do(func() error {
+		if err := p.stopAll(ctx); err != nil {
+			return err
+		}
+		defer p.resumeAll()
+		return fn(&Stopped{p: p})
+	})
+}
+
+// StopAll stops every thread and leaves them stopped until ResumeAll. Prefer
+// WithStopped, which cannot forget to resume.
+func (p *Process) StopAll(ctx context.Context) error {
+	return p.do(func() error { return p.stopAll(ctx) })
+}
+
+// ResumeAll resumes every thread stopped by StopAll.
+func (p *Process) ResumeAll() error {
+	return p.do(func() error { p.resumeAll(); return nil })
+}
+
+// stopAll interrupts every running thread and waits until each is in a
+// ptrace-stop. New threads that appear while stopping are stopped too. If
+// the deadline passes first, the threads already stopped are resumed.
+func (p *Process) stopAll(ctx context.Context) error {
+	timeout := defaultStopTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	var pending []*thread
+	for _, t := range p.threads {
+		if t.state == running {
+			// ESRCH: the thread is exiting; waitStopped collects it.
+			_ = unix.PtraceInterrupt(t.tid)
+			pending = append(pending, t)
+		}
+	}
+	if err := p.waitStopped(ctx, pending, timeout); err != nil {
+		p.resumeAll()
+		return err
+	}
+	return nil
+}
+
+// waitStopped polls each pending thread until it reports a stop or exit.
+// Polling (WNOHANG) rather than a blocking wait keeps the deadline
+// enforceable: a blocking wait4 cannot be interrupted, since the Go runtime
+// restarts system calls after signals. It spins briefly first, because a
+// PTRACE_INTERRUPT normally lands within microseconds.
+func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout time.Duration) error {
+	start := time.Now()
+	sleep := time.Duration(0)
+	for _, t := range pending {
+		t.waited = true
+	}
+	// all is every thread marked waited here; pending (filtered in place
+	// below) must not share its array.
+	all := append([]*thread(nil), pending...)
+	defer func() {
+		for _, t := range all {
+			t.waited = false
+		}
+	}()
+	for len(pending) > 0 {
+		rest := pending[:0]
+		for _, t := range pending {
+			if p.threads[t.tid] == nil || t.state == stopped {
+				continue
+			}
+			var ws unix.WaitStatus
+			wpid, err := unix.Wait4(t.tid, &ws, unix.WNOHANG|unix.WALL, nil)
+			switch {
+			case err == unix.ECHILD:
+				// Gone and already collected.
+				delete(p.threads, t.tid)
+				continue
+			case err != nil || wpid == 0:
+				rest = append(rest, t)
+				continue
+			}
+			before := len(p.threads)
+			p.handle(t, ws, false)
+			if p.threads[t.tid] != nil && t.state != stopped {
+				rest = append(rest, t)
+			}
+			if len(p.threads) > before {
+				// A clone event: the new thread reports its initial stop.
+				for _, nt := range p.threads {
+					if nt.state == running && !contains(rest, nt) {
+						nt.waited = true
+						all = append(all, nt)
+						rest = append(rest, nt)
+					}
+				}
+			}
+		}
+		pending = rest
+		if p.exitErr != nil {
+			return p.exitErr
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		elapsed := time.Since(start)
+		if elapsed > timeout || ctx.Err() != nil {
+			return fmt.Errorf("stopping thread %d of pid %d: not stopped after %v: %w", pending[0].tid, p.pid, elapsed.Round(time.Millisecond), ErrTimeout)
+		}
+		if elapsed > 200*time.Microsecond {
+			p.pump() // collects exits that hold back the main thread's
+			if sleep < time.Millisecond {
+				sleep += 20 * time.Microsecond
+			}
+			time.Sleep(sleep)
+		} else {
+			runtime.Gosched()
+		}
+	}
+	return nil
+}
+
+func contains(ts []*thread, t *thread) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// resumeAll resumes every stopped thread.
+func (p *Process) resumeAll() {
+	for _, t := range p.threads {
+		if t.state == stopped {
+			p.resume(t)
+		}
+	}
+}
+
+// stopOne stops a single running thread (used for injections, which need
+// one thread while the others keep running).
+func (p *Process) stopOne(ctx context.Context, t *thread) error {
+	if t.state == stopped {
+		return nil
+	}
+	timeout := defaultStopTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	_ = unix.PtraceInterrupt(t.tid)
+	return p.waitStopped(ctx, []*thread{t}, timeout)
+}
