@@ -432,11 +432,15 @@ func (c *RollbackPlan) apply(x *applyCtx) error {
 	p.Reason = clip(c.Reason, maxText)
 	x.setState(&p, PlanRollingBack, c.Reason)
 	if !c.Staged {
+		cause := "rollback"
+		if c.Reason != "" {
+			cause += ": " + c.Reason
+		}
 		for i, st := range p.Steps { // pair by pair, standby first
 			if _, ok := s.Nodes[st.Node]; !ok {
 				continue // removed after the plan finished: nothing to restore
 			}
-			if x.setDesired(st.Node, p.Spec.Target, p.PreState[st.Node], p.ID, "rollback: "+c.Reason) || !st.Applied.IsZero() {
+			if x.setDesired(st.Node, p.Spec.Target, p.PreState[st.Node], p.ID, cause) || !st.Applied.IsZero() {
 				p.Steps[i].RolledBack = x.at
 			}
 		}

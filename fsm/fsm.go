@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -34,7 +35,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	cmd, at, err := Decode(l.Data)
 	if err != nil {
 		res.fail(err)
-		if ce, ok := err.(*CommandError); ok {
+		var ce *CommandError
+		if errors.As(err, &ce) {
 			res.Type = ce.Type
 		}
 		return res
