@@ -1,0 +1,162 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Error is an error answer of the API, or a failure to reach it.
+type Error struct {
+	Status int    // HTTP status; 0 when lpd could not be reached
+	Msg    string // one line
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Client talks to one lpd.
+type Client struct {
+	Base string // e.g. http://127.0.0.1:7070
+	HTTP *http.Client
+}
+
+// NewClient returns a client for the lpd at addr ("http://host:port" or
+// "host:port").
+func NewClient(addr string) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{
+		Base: strings.TrimRight(addr, "/"),
+		HTTP: &http.Client{Timeout: 30 * time.Second},
+	}
+}
+
+// Do sends a request with an optional JSON body and decodes a JSON answer
+// into out (when out is not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return fmt.Errorf("building request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return &Error{Msg: fmt.Sprintf("cannot reach lpd at %s: %s", c.Base, reason(err))}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("reading answer of lpd at %s: %s", c.Base, reason(err))}
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
+			eb.Error = fmt.Sprintf("lpd at %s answered %s", c.Base, resp.Status)
+		}
+		return &Error{Status: resp.StatusCode, Msg: eb.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return &Error{Status: resp.StatusCode, Msg: fmt.Sprintf("lpd at %s sent a bad answer: %v", c.Base, err)}
+	}
+	return nil
+}
+
+// reason reduces a transport error to its cause ("connection refused").
+func reason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return "timed out"
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.Error()
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err.Error()
+	}
+	return err.Error()
+}
+
+// Status returns GET /v1/status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.Do(ctx, http.MethodGet, PathStatus, nil, &s)
+	return s, err
+}
+
+// Members returns GET /v1/members.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var m []Member
+	err := c.Do(ctx, http.MethodGet, PathMembers, nil, &m)
+	return m, err
+}
+
+// Submit sends a plan and its module.
+func (c *Client) Submit(ctx context.Context, req SubmitRequest) (SubmitResponse, error) {
+	var r SubmitResponse
+	err := c.Do(ctx, http.MethodPost, PathPlans, req, &r)
+	return r, err
+}
+
+// Plans returns every plan in submission order.
+func (c *Client) Plans(ctx context.Context) ([]PlanDetail, error) {
+	var p []PlanDetail
+	err := c.Do(ctx, http.MethodGet, PathPlans, nil, &p)
+	return p, err
+}
+
+// Plan returns one plan with its nodes and history.
+func (c *Client) Plan(ctx context.Context, id string) (PlanDetail, error) {
+	var p PlanDetail
+	err := c.Do(ctx, http.MethodGet, PathPlans+"/"+url.PathEscape(id), nil, &p)
+	return p, err
+}
+
+// PlanAction posts pause, resume, abort or rollback for a plan.
+func (c *Client) PlanAction(ctx context.Context, id, action string) (ActionResponse, error) {
+	var r ActionResponse
+	err := c.Do(ctx, http.MethodPost, PathPlans+"/"+url.PathEscape(id)+"/"+action, struct{}{}, &r)
+	return r, err
+}
+
+// Rollback rolls back the latest plan.
+func (c *Client) Rollback(ctx context.Context) (ActionResponse, error) {
+	var r ActionResponse
+	err := c.Do(ctx, http.MethodPost, PathRollback, struct{}{}, &r)
+	return r, err
+}
+
+// Promote makes a node the active of its pair.
+func (c *Client) Promote(ctx context.Context, node string) (ActionResponse, error) {
+	var r ActionResponse
+	err := c.Do(ctx, http.MethodPost, PathNodes+"/"+url.PathEscape(node)+"/promote", struct{}{}, &r)
+	return r, err
+}

@@ -1,0 +1,146 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"lp/fsm"
+)
+
+// Paths of the API.
+const (
+	PathStatus    = "/v1/status"
+	PathMembers   = "/v1/members"
+	PathPlans     = "/v1/plans"
+	PathRollback  = "/v1/rollback"
+	PathNodes     = "/v1/nodes"
+	PathRegister  = "/v1/internal/register"
+	PathObserved  = "/v1/internal/observed"
+	PathTrialFail = "/v1/internal/trial-failure"
+
+	// HeaderForwarded marks a request a follower forwarded to the leader,
+	// so that it is never forwarded twice.
+	HeaderForwarded = "X-Lp-Forwarded-By"
+)
+
+// ErrorBody is the body of every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// Status is GET /v1/status.
+type Status struct {
+	Node         string `json:"node"`
+	Leader       string `json:"leader"`     // leader's node name, "" if none
+	LeaderAPI    string `json:"leader_api"` // leader's API address, "" if unknown
+	RaftState    string `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
+	Voter        bool   `json:"voter"`
+	Term         uint64 `json:"term"`
+	LastIndex    uint64 `json:"last_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Plans        int    `json:"plans"`
+	// LastContact is how long ago this node last heard from the leader
+	// ("0s" on the leader, "never" before any contact).
+	LastContact string `json:"last_contact"`
+}
+
+// Member is one row of GET /v1/members.
+type Member struct {
+	Node         string    `json:"node"`
+	Pair         string    `json:"pair"`
+	Role         string    `json:"role"`
+	Server       bool      `json:"server"`
+	RaftState    string    `json:"raft_state"` // leader, follower, nonvoter, none
+	Suffrage     string    `json:"suffrage"`   // Voter, Nonvoter, "" when not in the raft configuration
+	Gossip       string    `json:"gossip"`     // alive, suspect, dead, left, unknown
+	Status       string    `json:"status"`     // the FSM's status of the node
+	Health       string    `json:"health"`     // healthy, unhealthy, unknown
+	FailingCheck string    `json:"failing_check,omitempty"`
+	CheckOutput  string    `json:"check_output,omitempty"`
+	LastContact  string    `json:"last_contact"` // leader's last contact with the node's raft ("0s" for itself)
+	LastSeen     time.Time `json:"last_seen"`
+	APIAddr      string    `json:"api_addr"`
+	RaftAddr     string    `json:"raft_addr"`
+	Targets      []string  `json:"targets"`
+}
+
+// SubmitRequest is the body of POST /v1/plans: the plan (config.Plan JSON)
+// and the patch module's bytes (base64 in JSON) with their sha256.
+type SubmitRequest struct {
+	Plan        json.RawMessage `json:"plan"`
+	ModuleName  string          `json:"module_name"` // base name of the module file; the default patch id
+	Module      []byte          `json:"module"`
+	SHA256      string          `json:"sha256"`
+	SubmittedBy string          `json:"submitted_by,omitempty"`
+}
+
+// SubmitResponse answers POST /v1/plans.
+type SubmitResponse struct {
+	ID      string `json:"id"`
+	PatchID string `json:"patch_id"`
+}
+
+// PlanNode is the state of one plan node in GET /v1/plans/{id}.
+type PlanNode struct {
+	Node      string   `json:"node"`
+	Pair      string   `json:"pair"`
+	Side      string   `json:"side"`
+	Status    string   `json:"status"`
+	Desired   []string `json:"desired"`
+	PreState  []string `json:"pre_state"`
+	Observed  []string `json:"observed"`
+	Pid       int      `json:"pid"`
+	Error     string   `json:"error,omitempty"`
+	Converged bool     `json:"converged"`
+	// AtPreState: desired and observed both equal the pre-plan stack.
+	AtPreState bool `json:"at_pre_state"`
+}
+
+// PlanDetail is GET /v1/plans/{id}.
+type PlanDetail struct {
+	Plan    fsm.Plan    `json:"plan"`
+	Nodes   []PlanNode  `json:"nodes"`
+	History []fsm.Event `json:"history"`
+}
+
+// ActionResponse answers pause, resume, abort, rollback and promote.
+type ActionResponse struct {
+	Plan    string `json:"plan,omitempty"`
+	Node    string `json:"node,omitempty"`
+	State   string `json:"state,omitempty"`
+	Noop    bool   `json:"noop"`
+	Message string `json:"message"`
+}
+
+// RegisterRequest is sent by a node's agent to the leader: the node as its
+// config describes it.
+type RegisterRequest struct {
+	Name       string   `json:"name"`
+	Pair       string   `json:"pair"`
+	Role       string   `json:"role"`
+	Server     bool     `json:"server"`
+	APIAddr    string   `json:"api_addr"`
+	RaftAddr   string   `json:"raft_addr"`
+	GossipAddr string   `json:"gossip_addr"`
+	Targets    []string `json:"targets"`
+	Healthy    bool     `json:"healthy"`
+}
+
+// ObservedRequest is an agent's report of one target.
+type ObservedRequest struct {
+	Node   string   `json:"node"`
+	Target string   `json:"target"`
+	Pid    int      `json:"pid"`
+	Active []string `json:"active"`
+	Error  string   `json:"error"`
+}
+
+// TrialFailure is an agent's report that a plan health check failed on its
+// node during the node's trial.
+type TrialFailure struct {
+	Node   string `json:"node"`
+	Plan   string `json:"plan"`
+	Check  string `json:"check"`
+	Output string `json:"output"`
+}

@@ -1,0 +1,67 @@
+package cluster
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// blobStore keeps patch modules as dir/SHA256.so.
+type blobStore struct {
+	dir string
+}
+
+// path writes data as the module with the given sha256 unless a file with
+// the right content is already there, verifies the file's hash and returns
+// its path. Data whose hash does not match is refused.
+func (b blobStore) path(sum string, data []byte) (string, error) {
+	p := filepath.Join(b.dir, sum+".so")
+	if ok, err := fileHas(p, sum); err == nil && ok {
+		return p, nil
+	}
+	if hexSum(data) != sum {
+		return "", fmt.Errorf("module %s: %w (the replicated bytes hash to %s)", sum, ErrHashMismatch, hexSum(data))
+	}
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return "", fmt.Errorf("creating patch dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(b.dir, sum+".*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("writing module %s: %w", sum, err)
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing module %s: %w", sum, err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing module %s: %w", sum, err)
+	}
+	// Verify what is on disk, not what we meant to write.
+	ok, err := fileHas(p, sum)
+	if err != nil {
+		return "", fmt.Errorf("verifying module %s: %w", sum, err)
+	}
+	if !ok {
+		return "", fmt.Errorf("module file %s: %w", p, ErrHashMismatch)
+	}
+	return p, nil
+}
+
+func fileHas(path, sum string) (bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	return hexSum(data) == sum, nil
+}
+
+func hexSum(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,133 @@
+package cluster
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"lp/config"
+	"lp/heartbeat"
+)
+
+// Config configures a Node. FromNode fills it from an lpd.yaml; the rest are
+// tunables with defaults (Default).
+type Config struct {
+	Node config.Node // identity, addresses, targets and node-level health
+
+	// Ports to listen on, all on Node.Bind. 0 picks a free port (tests);
+	// FromNode copies Node.Ports.
+	APIPort, RaftPort, GossipPort int
+
+	Patcher Patcher      // required: the single-host engine
+	Logger  *slog.Logger // nil discards logs
+	Version string       // agent version, in gossip metadata
+
+	Gossip heartbeat.Timing // zero: heartbeat.LANFast()
+
+	// Raft timeouts, tuned for a LAN (loopback in tests).
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+
+	// ApplyTimeout bounds one raft apply.
+	ApplyTimeout time.Duration
+	// AgentInterval is how often the agent reconciles (it also runs at once
+	// when the FSM changes).
+	AgentInterval time.Duration
+	// LeaderInterval is how often the leader re-evaluates plans and
+	// membership.
+	LeaderInterval time.Duration
+	// RetryBackoff is how long the agent waits before retrying a failed
+	// apply or revert of the same stack in the same process.
+	RetryBackoff time.Duration
+
+	// ProcRoot is where processes are looked up; "/proc" by default.
+	ProcRoot string
+
+	// RaftTransport, when set, replaces the TCP transport (in-memory tests).
+	// InmemStore keeps raft's log, stable and snapshot stores in memory.
+	RaftTransport raft.Transport
+	InmemStore    bool
+}
+
+// Default returns a Config with every tunable at its default and an empty
+// Node.
+func Default() Config {
+	return Config{
+		Version:            "lp-dev",
+		Gossip:             heartbeat.LANFast(),
+		HeartbeatTimeout:   600 * time.Millisecond,
+		ElectionTimeout:    600 * time.Millisecond,
+		LeaderLeaseTimeout: 300 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+		ApplyTimeout:       5 * time.Second,
+		AgentInterval:      200 * time.Millisecond,
+		LeaderInterval:     100 * time.Millisecond,
+		RetryBackoff:       2 * time.Second,
+		ProcRoot:           "/proc",
+	}
+}
+
+// FromNode returns the default Config for the node config n.
+func FromNode(n *config.Node) Config {
+	c := Default()
+	c.Node = *n
+	c.APIPort, c.RaftPort, c.GossipPort = n.Ports.API, n.Ports.Raft, n.Ports.Gossip
+	return c
+}
+
+// Validate names the first field out of range.
+func (c Config) Validate() error {
+	bad := func(field, msg string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(msg, args...))
+	}
+	if c.Node.Node == "" {
+		return bad("Node.Node", "the node needs a name")
+	}
+	if c.Node.DataDir == "" && !c.InmemStore {
+		return bad("Node.DataDir", "a data dir is needed unless InmemStore is set")
+	}
+	if net.ParseIP(c.Node.Bind) == nil {
+		return bad("Node.Bind", "want an IP address, got %q", c.Node.Bind)
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"APIPort", c.APIPort}, {"RaftPort", c.RaftPort}, {"GossipPort", c.GossipPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return bad(p.name, "want 0-65535, got %d", p.v)
+		}
+	}
+	if c.Patcher == nil {
+		return bad("Patcher", "required")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{
+		{"HeartbeatTimeout", c.HeartbeatTimeout, 5 * time.Millisecond},
+		{"ElectionTimeout", c.ElectionTimeout, 5 * time.Millisecond},
+		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout, 5 * time.Millisecond},
+		{"CommitTimeout", c.CommitTimeout, time.Millisecond},
+		{"ApplyTimeout", c.ApplyTimeout, 10 * time.Millisecond},
+		{"AgentInterval", c.AgentInterval, 10 * time.Millisecond},
+		{"LeaderInterval", c.LeaderInterval, 10 * time.Millisecond},
+		{"RetryBackoff", c.RetryBackoff, 0},
+	} {
+		if d.v < d.min {
+			return bad(d.name, "want at least %v, got %v", d.min, d.v)
+		}
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return bad("LeaderLeaseTimeout", "%v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.ProcRoot == "" {
+		return bad("ProcRoot", "required")
+	}
+	return nil
+}

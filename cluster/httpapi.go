@@ -1,0 +1,500 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"lp/cluster/api"
+	"lp/config"
+	"lp/engine/module"
+	"lp/fsm"
+	"lp/heartbeat"
+)
+
+// maxSubmitBody bounds POST /v1/plans: a module at the FSM's cap, base64
+// encoded, plus the plan.
+const maxSubmitBody = fsm.MaxBlobSize*4/3 + 1<<20
+
+// maxBody bounds every other request body.
+const maxBody = 1 << 20
+
+func (n *Node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathStatus, n.handleStatus)
+	mux.HandleFunc("GET "+api.PathMembers, n.handleMembers)
+	mux.HandleFunc("GET "+api.PathPlans, n.handlePlans)
+	mux.HandleFunc("GET "+api.PathPlans+"/{id}", n.handlePlan)
+	mux.HandleFunc("POST "+api.PathPlans, n.write(n.handleSubmit))
+	mux.HandleFunc("POST "+api.PathPlans+"/{id}/{action}", n.write(n.handlePlanAction))
+	mux.HandleFunc("POST "+api.PathRollback, n.write(n.handleRollbackLatest))
+	mux.HandleFunc("POST "+api.PathNodes+"/{name}/promote", n.write(n.handlePromote))
+	mux.HandleFunc("POST "+api.PathRegister, n.write(n.handleRegister))
+	mux.HandleFunc("POST "+api.PathObserved, n.write(n.handleObserved))
+	mux.HandleFunc("POST "+api.PathTrialFail, n.write(n.handleTrialFailure))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, api.ErrorBody{Error: clipText(msg, 1000)})
+}
+
+// writeErr maps an error to a status: fsm refusals by their sentinel, raft
+// leadership trouble to 503.
+func writeErr(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, fsm.ErrInvalid):
+		status = http.StatusBadRequest
+	case errors.Is(err, fsm.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, fsm.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, fsm.ErrTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrNoLeader), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+		status = http.StatusServiceUnavailable
+	}
+	var ce *fsm.CommandError
+	if errors.As(err, &ce) {
+		writeError(w, status, ce.Msg)
+		return
+	}
+	writeError(w, status, err.Error())
+}
+
+// write wraps a handler that changes state: on a follower the request is
+// forwarded to the leader's API (once: a forwarded request that reaches a
+// node that is no longer the leader is refused with 503).
+func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.raft.State() == raft.Leader {
+			h(w, r)
+			return
+		}
+		if by := r.Header.Get(api.HeaderForwarded); by != "" {
+			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s is not the raft leader (forwarded by %s); retry", n.name, by))
+			return
+		}
+		name, addr := n.leaderAPI()
+		if name == "" || addr == "" {
+			writeErr(w, ErrNoLeader)
+			return
+		}
+		target := &url.URL{Scheme: "http", Host: addr}
+		proxy := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.Out.Header.Set(api.HeaderForwarded, n.name)
+			},
+			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("forwarding to leader %s at %s: %v", name, addr, err))
+			},
+		}
+		proxy.ServeHTTP(w, r)
+	}
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// --- reads ------------------------------------------------------------
+
+func (n *Node) status() api.Status {
+	stats := n.raft.Stats()
+	u := func(k string) uint64 { v, _ := strconv.ParseUint(stats[k], 10, 64); return v }
+	leader, leaderAPI := n.leaderAPI()
+	st := api.Status{
+		Node: n.name, Leader: leader, LeaderAPI: leaderAPI, RaftState: n.raft.State().String(),
+		Term: u("term"), LastIndex: u("last_log_index"), CommitIndex: u("commit_index"), AppliedIndex: u("applied_index"),
+		LastContact: stats["last_contact"],
+	}
+	if n.raft.State() == raft.Leader {
+		st.LastContact = "0s"
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == n.name {
+				st.Voter = s.Suffrage == raft.Voter
+			}
+		}
+	}
+	n.fsm.View(func(s *fsm.State) { st.Plans = len(s.Plans) })
+	return st
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, n.status())
+}
+
+// handleMembers merges the FSM's nodes, this node's gossip view and the raft
+// configuration; last contact is each node's own view of the leader, asked
+// from its API (briefly; "unknown" when it does not answer).
+func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
+	rows := map[string]*api.Member{}
+	n.fsm.View(func(s *fsm.State) {
+		for _, nd := range s.Nodes {
+			health := heartbeat.HealthHealthy
+			if !nd.Healthy {
+				health = heartbeat.HealthUnhealthy
+			}
+			rows[nd.Name] = &api.Member{
+				Node: nd.Name, Pair: nd.Pair, Role: string(nd.Role), Server: nd.Server, Status: string(nd.Status),
+				Health: health, FailingCheck: nd.FailingCheck, CheckOutput: nd.CheckOutput, LastSeen: nd.LastSeen,
+				APIAddr: nd.APIAddr, RaftAddr: nd.RaftAddr, Targets: slices.Clone(nd.Targets), Gossip: "unknown",
+			}
+		}
+	})
+	for _, m := range n.ml.Members() {
+		row, ok := rows[m.Name]
+		if !ok {
+			row = &api.Member{Node: m.Name, Pair: m.Meta.Pair, Role: m.Meta.Role, Server: m.Meta.Server,
+				APIAddr: m.Meta.API, RaftAddr: m.Meta.Raft, Status: "unregistered"}
+			rows[m.Name] = row
+		}
+		row.Gossip = string(m.State)
+		if m.State == heartbeat.StateAlive {
+			row.Health, row.FailingCheck, row.CheckOutput = m.Meta.Health, m.Meta.FailingCheck, m.Meta.Output
+			if row.Health == heartbeat.HealthHealthy {
+				row.FailingCheck, row.CheckOutput = "", ""
+			}
+		}
+	}
+	leader, _ := n.leaderAPI()
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if row, ok := rows[string(s.ID)]; ok {
+				row.Suffrage = s.Suffrage.String()
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 400*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, row := range rows {
+		switch {
+		case row.Node == leader:
+			row.RaftState = "leader"
+		case row.Suffrage == raft.Voter.String():
+			row.RaftState = "follower"
+		case row.Suffrage == raft.Nonvoter.String():
+			row.RaftState = "nonvoter"
+		default:
+			row.RaftState = "none"
+		}
+		if row.Node == n.name {
+			row.LastContact = n.status().LastContact
+			continue
+		}
+		row.LastContact = "unknown"
+		if row.Gossip != string(heartbeat.StateAlive) || row.APIAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(row *api.Member) {
+			defer wg.Done()
+			st, err := newInternalClient(row.APIAddr).Status(ctx)
+			if err == nil {
+				mu.Lock()
+				row.LastContact = st.LastContact
+				mu.Unlock()
+			}
+		}(row)
+	}
+	wg.Wait()
+	out := make([]api.Member, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, *row)
+	}
+	slices.SortFunc(out, func(a, b api.Member) int {
+		if a.Node < b.Node {
+			return -1
+		}
+		if a.Node > b.Node {
+			return 1
+		}
+		return 0
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+// planDetail builds the API view of a plan.
+func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
+	d := api.PlanDetail{Plan: p}
+	target := p.Spec.Target
+	for _, st := range p.Steps {
+		nd := s.Nodes[st.Node]
+		obs := s.Observed[st.Node][target]
+		desired := fsm.PatchIDs(s.DesiredStack(st.Node, target))
+		pre := fsm.PatchIDs(p.PreState[st.Node])
+		d.Nodes = append(d.Nodes, api.PlanNode{
+			Node: st.Node, Pair: st.Pair, Side: string(st.Side), Status: string(nd.Status),
+			Desired: desired, PreState: pre, Observed: slices.Clone(obs.Active), Pid: obs.Pid, Error: obs.Error,
+			Converged:  s.NodeConverged(st.Node, target),
+			AtPreState: slices.Equal(desired, pre) && slices.Equal(obs.Active, pre),
+		})
+	}
+	if history {
+		d.History = s.PlanHistory(p.ID)
+		// Desired and observed changes of the plan's nodes after its
+		// submission belong to its story too.
+		var extra []fsm.Event
+		for _, e := range s.History {
+			if e.Plan == "" && e.Kind == fsm.EventObserved && !e.Time.Before(p.Spec.SubmittedAt) {
+				if _, ok := p.Step(e.Node); ok {
+					extra = append(extra, e)
+				}
+			}
+		}
+		d.History = append(d.History, extra...)
+		slices.SortFunc(d.History, func(a, b fsm.Event) int {
+			switch {
+			case a.Seq < b.Seq:
+				return -1
+			case a.Seq > b.Seq:
+				return 1
+			}
+			return 0
+		})
+	}
+	return d
+}
+
+func (n *Node) handlePlans(w http.ResponseWriter, _ *http.Request) {
+	var out []api.PlanDetail
+	n.fsm.View(func(s *fsm.State) {
+		for _, p := range s.PlanList() {
+			out = append(out, planDetail(s, p, false))
+		}
+	})
+	if out == nil {
+		out = []api.PlanDetail{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var (
+		d  api.PlanDetail
+		ok bool
+	)
+	n.fsm.View(func(s *fsm.State) {
+		var p fsm.Plan
+		if p, ok = s.Plans[id]; ok {
+			d = planDetail(s, p, true)
+		}
+	})
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("plan %s does not exist", id))
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// --- writes (leader) ----------------------------------------------------
+
+func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	var req api.SubmitRequest
+	if !decodeBody(w, r, maxSubmitBody, &req) {
+		return
+	}
+	spec, blob, status, err := parseSubmit(req)
+	if err != nil {
+		writeError(w, status, err.Error())
+		return
+	}
+	if _, err := n.apply(blob); err != nil {
+		writeErr(w, err)
+		return
+	}
+	res, err := n.apply(&fsm.SubmitPlan{Spec: spec})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: res.PlanID, PatchID: spec.PatchID})
+}
+
+// parseSubmit checks a submission without touching state: the plan is
+// valid, the module's bytes match their sha256 and are a patch module.
+func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error) {
+	if len(req.Plan) == 0 {
+		return fsm.PlanSpec{}, nil, http.StatusBadRequest, errors.New("the request has no plan")
+	}
+	var plan config.Plan
+	if err := json.Unmarshal(req.Plan, &plan); err != nil {
+		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
+	}
+	if err := plan.Validate(); err != nil {
+		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
+	}
+	if len(req.Module) == 0 {
+		return fsm.PlanSpec{}, nil, http.StatusBadRequest, errors.New("the request has no patch module")
+	}
+	if len(req.Module) > fsm.MaxBlobSize {
+		return fsm.PlanSpec{}, nil, http.StatusRequestEntityTooLarge,
+			fmt.Errorf("patch module is %d bytes; the limit is %d (16 MiB)", len(req.Module), fsm.MaxBlobSize)
+	}
+	sum := sha256.Sum256(req.Module)
+	if got := hex.EncodeToString(sum[:]); got != req.SHA256 {
+		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("patch module sha256 is %s, the request says %q", got, req.SHA256)
+	}
+	name := filepath.Base(req.ModuleName)
+	if name == "." || name == "/" || name == "" {
+		name = "module.so"
+	}
+	mod, err := module.Parse(req.Module, name)
+	if err != nil {
+		return fsm.PlanSpec{}, nil, http.StatusBadRequest, err
+	}
+	spec := fsm.PlanSpec{
+		Name: plan.Name, PatchSHA256: req.SHA256, PatchID: mod.ID, Target: plan.Target,
+		Pairs: plan.Pairs, Trial: plan.Trial, OnFailure: fsm.OnFailure(plan.OnFailure),
+		FailoverDuringTrial: fsm.FailoverPolicy(plan.FailoverDuringTrial),
+		ProgressDeadline:    plan.ProgressDeadline, SubmittedBy: req.SubmittedBy,
+	}
+	for _, c := range plan.Health {
+		spec.Health = append(spec.Health, fsm.CheckSpec(c))
+	}
+	return spec, fsm.NewPutBlob(mod.ID, req.Module), 0, nil
+}
+
+func (n *Node) handlePlanAction(w http.ResponseWriter, r *http.Request) {
+	n.planAction(w, r.PathValue("id"), r.PathValue("action"))
+}
+
+func (n *Node) handleRollbackLatest(w http.ResponseWriter, _ *http.Request) {
+	var (
+		p  fsm.Plan
+		ok bool
+	)
+	n.fsm.View(func(s *fsm.State) { p, ok = s.LatestPlan() })
+	if !ok {
+		writeError(w, http.StatusNotFound, "there is no plan to roll back")
+		return
+	}
+	n.planAction(w, p.ID, "rollback")
+}
+
+func (n *Node) planAction(w http.ResponseWriter, id, action string) {
+	var cmd fsm.Command
+	switch action {
+	case "rollback":
+		cmd = &fsm.RollbackPlan{Plan: id, Reason: "operator rollback", Staged: true}
+	case "pause":
+		cmd = &fsm.PausePlan{Plan: id, Reason: "paused by operator"}
+	case "resume":
+		cmd = &fsm.ResumePlan{Plan: id, Cause: "resumed by operator"}
+	case "abort":
+		cmd = &fsm.AbortPlan{Plan: id, Reason: "aborted by operator"}
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown plan action %q (want rollback, pause, resume or abort)", action))
+		return
+	}
+	res, err := n.apply(cmd)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	resp := api.ActionResponse{Plan: id, Noop: res.Noop, Message: res.Message}
+	n.fsm.View(func(s *fsm.State) { resp.State = string(s.Plans[id].State) })
+	if resp.Message == "" {
+		resp.Message = fmt.Sprintf("plan %s is %s", id, resp.State)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (n *Node) handlePromote(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	res, err := n.apply(&fsm.SetRole{Node: name, Role: fsm.RoleActive, Cause: "promoted by operator"})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	msg := res.Message
+	if msg == "" {
+		msg = fmt.Sprintf("%s is now active", name)
+	}
+	writeJSON(w, http.StatusOK, api.ActionResponse{Node: name, State: string(fsm.RoleActive), Noop: res.Noop, Message: msg})
+}
+
+func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req api.RegisterRequest
+	if !decodeBody(w, r, maxBody, &req) {
+		return
+	}
+	_, err := n.apply(&fsm.RegisterNode{
+		Name: req.Name, Pair: req.Pair, Role: fsm.Role(req.Role), Server: req.Server, Voter: req.Server,
+		APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, GossipAddr: req.GossipAddr, Targets: req.Targets, Healthy: req.Healthy,
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (n *Node) handleObserved(w http.ResponseWriter, r *http.Request) {
+	var req api.ObservedRequest
+	if !decodeBody(w, r, maxBody, &req) {
+		return
+	}
+	_, err := n.apply(&fsm.ReportObserved{Node: req.Node, Target: req.Target, Pid: req.Pid, Active: req.Active, Error: req.Error})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (n *Node) handleTrialFailure(w http.ResponseWriter, r *http.Request) {
+	var req api.TrialFailure
+	if !decodeBody(w, r, maxBody, &req) {
+		return
+	}
+	if req.Plan == "" || req.Node == "" {
+		writeError(w, http.StatusBadRequest, "a trial failure names a plan and a node")
+		return
+	}
+	n.trials.add(req, time.Now())
+	n.changed.Notify()
+	writeJSON(w, http.StatusOK, struct{}{})
+}

@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"lp/cluster/api"
+	"lp/fsm"
+	"lp/heartbeat"
+)
+
+func newInternalClient(addr string) *api.Client {
+	c := api.NewClient(addr)
+	c.HTTP.Timeout = 5 * time.Second
+	return c
+}
+
+// leaderLoop starts the leader's work when this node gains leadership and
+// cancels it when it loses it.
+func (n *Node) leaderLoop() {
+	var (
+		cancel context.CancelFunc
+		done   chan struct{}
+	)
+	stopLeading := func() {
+		if cancel != nil {
+			cancel()
+			<-done
+			cancel, done = nil, nil
+		}
+	}
+	defer stopLeading()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case isLeader := <-n.raft.LeaderCh():
+			stopLeading()
+			if !isLeader {
+				n.log.Info("lost leadership")
+				continue
+			}
+			n.log.Info("gained leadership")
+			ctx, c := context.WithCancel(n.ctx)
+			cancel, done = c, make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				n.lead(ctx)
+			}(done)
+		}
+	}
+}
+
+// lead runs while this node leads: a barrier first, so that the FSM holds
+// every committed entry, then membership reconciliation and the
+// orchestrator on every tick and every FSM or membership change.
+func (n *Node) lead(ctx context.Context) {
+	for {
+		if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err == nil {
+			break
+		} else if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	n.trials.reset()
+	t := time.NewTicker(n.cfg.LeaderInterval)
+	defer t.Stop()
+	lastMembers := time.Time{}
+	for {
+		wake := n.changed.C()
+		if time.Since(lastMembers) >= 250*time.Millisecond {
+			n.reconcileMembers()
+			lastMembers = time.Now()
+		}
+		n.orchestrate(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+	}
+}
+
+// reconcileMembers makes the raft configuration and the FSM's node status
+// and health follow gossip: alive servers become voters and other nodes
+// non-voters; nodes that left gracefully leave the raft configuration (dead
+// ones stay: they may come back).
+func (n *Node) reconcileMembers() {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	inRaft := map[string]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		inRaft[string(s.ID)] = s
+	}
+	members := n.ml.Members()
+	var cmds []fsm.Command
+	n.fsm.View(func(s *fsm.State) {
+		for _, m := range members {
+			if node, ok := s.Nodes[m.Name]; ok {
+				if st := memberStatus(m.State); st != node.Status {
+					cmds = append(cmds, &fsm.SetNodeStatus{Node: m.Name, Status: st, Cause: "gossip: " + string(m.State)})
+				}
+				if m.State == heartbeat.StateAlive {
+					healthy := m.Meta.Health == heartbeat.HealthHealthy
+					failing, out := "", ""
+					if !healthy {
+						failing, out = m.Meta.FailingCheck, m.Meta.Output
+						if failing == "" {
+							failing = "health " + m.Meta.Health
+						}
+					}
+					if healthy != node.Healthy || failing != node.FailingCheck || out != node.CheckOutput {
+						cmds = append(cmds, &fsm.SetNodeHealth{Node: m.Name, Healthy: healthy, FailingCheck: failing, CheckOutput: out})
+					}
+				}
+			}
+		}
+	})
+	for _, m := range members {
+		if m.Name == n.name || m.Meta.Raft == "" {
+			continue
+		}
+		cur, ok := inRaft[m.Name]
+		switch m.State {
+		case heartbeat.StateAlive:
+			if ok && string(cur.Address) == m.Meta.Raft && (cur.Suffrage == raft.Voter) == m.Meta.Server {
+				continue
+			}
+			var err error
+			if m.Meta.Server {
+				err = n.raft.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Raft), 0, n.cfg.ApplyTimeout).Error()
+			} else {
+				err = n.raft.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Raft), 0, n.cfg.ApplyTimeout).Error()
+			}
+			if err != nil {
+				n.log.Warn("adding raft member", "member", m.Name, "err", err)
+			} else {
+				n.log.Info("added raft member", "member", m.Name, "voter", m.Meta.Server)
+			}
+		case heartbeat.StateLeft:
+			if !ok {
+				continue
+			}
+			if err := n.raft.RemoveServer(raft.ServerID(m.Name), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+				n.log.Warn("removing raft member", "member", m.Name, "err", err)
+			} else {
+				n.log.Info("removed raft member that left", "member", m.Name)
+			}
+		}
+	}
+	for _, c := range cmds {
+		if _, err := n.apply(c); err != nil {
+			n.log.Debug("membership command", "type", c.CommandType(), "err", err)
+		}
+	}
+}
+
+func memberStatus(s heartbeat.MemberState) fsm.Status {
+	switch s {
+	case heartbeat.StateAlive:
+		return fsm.StatusAlive
+	case heartbeat.StateSuspect:
+		return fsm.StatusSuspect
+	case heartbeat.StateLeft:
+		return fsm.StatusLeft
+	default:
+		return fsm.StatusDead
+	}
+}
+
+// orchestrate applies the next step of every unfinished plan until none has
+// one (a bounded number of rounds per call).
+func (n *Node) orchestrate(ctx context.Context) {
+	for range 16 {
+		if ctx.Err() != nil {
+			return
+		}
+		var steps []step
+		now := time.Now()
+		fails := n.trials.snapshot()
+		n.fsm.View(func(s *fsm.State) { steps = nextSteps(s, now, fails) })
+		if len(steps) == 0 {
+			return
+		}
+		progressed := false
+		for _, st := range steps {
+			res, err := n.apply(st.cmd)
+			if err != nil {
+				n.log.Warn("orchestrator step refused", "plan", st.plan, "type", st.cmd.CommandType(), "why", st.why, "err", err)
+				continue
+			}
+			n.log.Info("orchestrator step", "plan", st.plan, "type", st.cmd.CommandType(), "why", st.why, "noop", res.Noop)
+			if !res.Noop {
+				progressed = true
+			}
+		}
+		if !progressed {
+			return
+		}
+	}
+}
+
+// trialFailures holds the plan health-check failures agents reported to
+// this leader: plan id -> the latest report. They live in memory only: an
+// agent repeats its report while the check fails, so a new leader learns it
+// again.
+type trialFailures struct {
+	mu sync.Mutex
+	m  map[string]trialFailure
+}
+
+type trialFailure struct {
+	api.TrialFailure
+	At time.Time
+}
+
+func newTrialFailures() *trialFailures { return &trialFailures{m: map[string]trialFailure{}} }
+
+func (t *trialFailures) add(f api.TrialFailure, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.m[f.Plan] = trialFailure{TrialFailure: f, At: at}
+}
+
+func (t *trialFailures) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.m)
+}
+
+func (t *trialFailures) snapshot() map[string]trialFailure {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]trialFailure, len(t.m))
+	for k, v := range t.m {
+		out[k] = v
+	}
+	return out
+}

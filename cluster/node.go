@@ -1,0 +1,477 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"lp/config"
+	"lp/fsm"
+	"lp/heartbeat"
+)
+
+// Node is one running lpd: raft member, gossip member, API server, agent
+// and, while it leads, orchestrator.
+type Node struct {
+	cfg  Config
+	name string
+	log  *slog.Logger
+
+	fsm     *fsm.FSM
+	changed *signal
+	raft    *raft.Raft
+	trans   raft.Transport
+	closers []io.Closer // stores and transport, closed last
+
+	ml      *heartbeat.Membership
+	checker *heartbeat.Checker // node-level health
+
+	apiLn   net.Listener
+	httpSrv *http.Server
+	apiAddr string
+
+	raftAddr string
+	blobs    blobStore
+
+	trials *trialFailures // reported to this node while it leads
+
+	metaMu sync.Mutex
+	meta   heartbeat.Meta
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Start starts a node: raft, gossip, health checks, the API and the agent.
+// On error everything started so far is stopped again.
+func Start(cfg Config) (_ *Node, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if (cfg.Gossip == heartbeat.Timing{}) {
+		cfg.Gossip = heartbeat.LANFast()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg: cfg, name: cfg.Node.Node, log: cfg.Logger.With("node", cfg.Node.Node),
+		fsm: fsm.New(), changed: newSignal(), trials: newTrialFailures(),
+		ctx: ctx, cancel: cancel,
+	}
+	n.blobs = blobStore{dir: filepath.Join(cfg.Node.DataDir, "patches")}
+	defer func() {
+		if err != nil {
+			n.stop()
+		}
+	}()
+	if !cfg.InmemStore {
+		if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating data dir: %w", err)
+		}
+	}
+	// The API listener first: its address goes into gossip metadata.
+	n.apiLn, err = net.Listen("tcp", net.JoinHostPort(cfg.Node.Bind, strconv.Itoa(cfg.APIPort)))
+	if err != nil {
+		return nil, fmt.Errorf("listening for the api: %w", err)
+	}
+	n.apiAddr = n.apiLn.Addr().String()
+	if err := n.startRaft(); err != nil {
+		return nil, err
+	}
+	if err := n.startHealth(); err != nil {
+		return nil, err
+	}
+	n.meta = heartbeat.Meta{
+		Pair: cfg.Node.Pair, Role: cfg.Node.Role, Server: cfg.Node.Server,
+		Health: n.healthSummary().State, Version: cfg.Version, API: n.apiAddr, Raft: n.raftAddr,
+	}
+	sum := n.healthSummary()
+	n.meta.FailingCheck, n.meta.Output = sum.Failing, sum.Output
+	n.ml, err = heartbeat.Start(heartbeat.Config{
+		Name: n.name, BindAddr: cfg.Node.Bind, BindPort: cfg.GossipPort,
+		Join: cfg.Node.Join, Meta: n.meta, SecretKey: cfg.Node.GossipKey,
+		Timing: cfg.Gossip, Logger: n.log.With("part", "gossip"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting gossip: %w", err)
+	}
+	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 5 * time.Second}
+	n.goRun(func() {
+		if err := n.httpSrv.Serve(n.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server stopped", "err", err)
+		}
+	})
+	n.goRun(n.gossipLoop)
+	n.goRun(n.healthLoop)
+	n.goRun(n.leaderLoop)
+	n.goRun(n.agentLoop)
+	if cfg.Node.Server && cfg.Node.BootstrapExpect > 0 {
+		n.goRun(n.bootstrapLoop)
+	}
+	n.log.Info("node started", "api", n.apiAddr, "raft", n.raftAddr, "gossip", n.ml.Addr())
+	return n, nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.name }
+
+// APIAddr returns the host:port the API listens on.
+func (n *Node) APIAddr() string { return n.apiAddr }
+
+// RaftAddr returns the raft transport's address.
+func (n *Node) RaftAddr() string { return n.raftAddr }
+
+// GossipAddr returns the gossip address.
+func (n *Node) GossipAddr() string { return n.ml.Addr() }
+
+// State returns a copy of the node's FSM replica.
+func (n *Node) State() *fsm.State { return n.fsm.State() }
+
+// IsLeader reports whether this node is the raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+func (n *Node) startRaft() error {
+	c := n.cfg
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.name)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = 4096
+	rc.TrailingLogs = 4096
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log.With("part", "raft")}})
+	rc.Logger = hl
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if c.InmemStore {
+		s := raft.NewInmemStore()
+		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
+	} else {
+		bs, err := raftboltdb.NewBoltStore(filepath.Join(c.Node.DataDir, "raft.db"))
+		if err != nil {
+			return fmt.Errorf("opening raft store: %w", err)
+		}
+		n.closers = append(n.closers, bs)
+		fs, err := raft.NewFileSnapshotStoreWithLogger(c.Node.DataDir, 2, hl)
+		if err != nil {
+			return fmt.Errorf("opening snapshot store: %w", err)
+		}
+		logs, stable, snaps = bs, bs, fs
+	}
+	if c.RaftTransport != nil {
+		n.trans = c.RaftTransport
+	} else {
+		t, err := raft.NewTCPTransportWithLogger(net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.RaftPort)), nil, 3, 5*time.Second, hl)
+		if err != nil {
+			return fmt.Errorf("listening for raft: %w", err)
+		}
+		n.trans = t
+		n.closers = append([]io.Closer{t}, n.closers...)
+	}
+	n.raftAddr = string(n.trans.LocalAddr())
+	r, err := raft.NewRaft(rc, &notifyingFSM{FSM: n.fsm, changed: n.changed}, logs, stable, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+// Shutdown leaves the cluster gracefully (a leader first hands leadership
+// over, then the node tells gossip it leaves, so the leader removes it from
+// the raft configuration instead of waiting for it) and stops everything.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		if n.raft != nil && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer failed", "err", err)
+			}
+		}
+		if n.ml != nil {
+			timeout := 2 * time.Second
+			if d, ok := ctx.Deadline(); ok {
+				timeout = min(timeout, time.Until(d))
+			}
+			if err := n.ml.Leave(timeout); err != nil {
+				n.log.Warn("gossip leave", "err", err)
+			}
+		}
+		n.shutdownErr = n.stop()
+	})
+	return n.shutdownErr
+}
+
+// Kill stops the node without leaving: the others see it fail. For tests.
+func (n *Node) Kill() error {
+	var err error
+	n.shutdownOnce.Do(func() { err = n.stop() })
+	return err
+}
+
+// stop ends every goroutine and closes every resource, in reverse order of
+// start.
+func (n *Node) stop() error {
+	n.cancel()
+	var errs []error
+	if n.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		errs = append(errs, n.httpSrv.Shutdown(ctx))
+		cancel()
+	} else if n.apiLn != nil {
+		n.apiLn.Close()
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown().Error())
+	}
+	if n.ml != nil {
+		errs = append(errs, n.ml.Shutdown())
+	}
+	if n.checker != nil {
+		n.checker.Stop()
+	}
+	n.wg.Wait()
+	for _, c := range n.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) otherVoters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	k := 0
+	for _, s := range f.Configuration().Servers {
+		if s.ID != raft.ServerID(n.name) && s.Suffrage == raft.Voter {
+			k++
+		}
+	}
+	return k
+}
+
+// apply commits one command through raft (this node must lead) and returns
+// the FSM's result; a refused command is an error matching an fsm sentinel.
+func (n *Node) apply(cmd fsm.Command) (*fsm.Result, error) {
+	data, err := fsm.Encode(time.Now(), cmd)
+	if err != nil {
+		return nil, err
+	}
+	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("committing %s: %w", cmd.CommandType(), err)
+	}
+	return fsm.ResultOf(f.Response())
+}
+
+// leaderAPI returns the leader's name and API address.
+func (n *Node) leaderAPI() (name, addr string) {
+	_, id := n.raft.LeaderWithID()
+	name = string(id)
+	if name == "" {
+		return "", ""
+	}
+	if name == n.name {
+		return name, n.apiAddr
+	}
+	if m, ok := n.ml.Member(name); ok && m.Meta.API != "" {
+		return name, m.Meta.API
+	}
+	n.fsm.View(func(s *fsm.State) { addr = s.Nodes[name].APIAddr })
+	return name, addr
+}
+
+// --- bootstrap -----------------------------------------------------------
+
+// bootstrapLoop forms the cluster once bootstrap_expect servers are alive
+// in gossip: only the lowest-named of them bootstraps, with all of them as
+// voters, and only when it has no raft state and no peer reports a cluster.
+func (n *Node) bootstrapLoop() {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.hasRaftConfig() {
+			return
+		}
+		var servers []heartbeat.Member
+		for _, m := range n.ml.Members() {
+			if m.State == heartbeat.StateAlive && m.Meta.Server && m.Meta.Raft != "" {
+				servers = append(servers, m)
+			}
+		}
+		if len(servers) < n.cfg.Node.BootstrapExpect {
+			continue
+		}
+		if servers[0].Name != n.name { // Members is sorted by name
+			continue
+		}
+		if n.peerHasCluster(servers) {
+			n.log.Info("not bootstrapping: a peer already belongs to a cluster")
+			return
+		}
+		var conf raft.Configuration
+		for _, m := range servers {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.Raft)})
+		}
+		if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.log.Error("bootstrap failed", "err", err)
+			continue
+		}
+		n.log.Info("bootstrapped the cluster", "servers", len(servers))
+		return
+	}
+}
+
+func (n *Node) hasRaftConfig() bool {
+	f := n.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+func (n *Node) peerHasCluster(servers []heartbeat.Member) bool {
+	for _, m := range servers {
+		if m.Name == n.name || m.Meta.API == "" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 500*time.Millisecond)
+		st, err := newInternalClient(m.Meta.API).Status(ctx)
+		cancel()
+		if err == nil && (st.LastIndex > 0 || st.Leader != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// --- health and gossip ----------------------------------------------------
+
+func (n *Node) startHealth() error {
+	var specs []heartbeat.CheckSpec
+	for _, c := range n.cfg.Node.Health {
+		specs = append(specs, n.checkSpec(c.Name, c.Exec, c.TCP, c.HTTP, c.Process, c.Interval, c.Timeout, c.Failures, c.Successes))
+	}
+	cc := heartbeat.DefaultCheckerConfig()
+	cc.Checks, cc.Logger = specs, n.log.With("part", "health")
+	ch, err := heartbeat.StartChecker(cc)
+	if err != nil {
+		return fmt.Errorf("starting health checks: %w", err)
+	}
+	n.checker = ch
+	return nil
+}
+
+// checkSpec builds a heartbeat check; a process check resolves the node's
+// target of that name.
+func (n *Node) checkSpec(name, exec, tcp, http, process string, interval, timeout time.Duration, failures, successes int) heartbeat.CheckSpec {
+	s := heartbeat.CheckSpec{Name: name, Exec: exec, TCP: tcp, HTTP: http,
+		Interval: interval, Timeout: timeout, Failures: failures, Successes: successes}
+	if process != "" {
+		t, ok := n.cfg.Node.Targets[process]
+		s.Process = func() (int, error) {
+			if !ok {
+				return 0, fmt.Errorf("node has no target %s", process)
+			}
+			return findProcess(n.cfg.ProcRoot, t)
+		}
+	}
+	return s
+}
+
+func (n *Node) healthSummary() heartbeat.Summary { return n.checker.Status() }
+
+// healthLoop publishes node health changes in gossip metadata.
+func (n *Node) healthLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case sum, ok := <-n.checker.Changes():
+			if !ok {
+				return
+			}
+			n.metaMu.Lock()
+			n.meta.Health, n.meta.FailingCheck, n.meta.Output = sum.State, sum.Failing, sum.Output
+			meta := n.meta
+			n.metaMu.Unlock()
+			if err := n.ml.UpdateMeta(meta); err != nil && !errors.Is(err, heartbeat.ErrShutdown) {
+				n.log.Debug("publishing health", "err", err)
+			}
+		}
+	}
+}
+
+// gossipLoop wakes the leader's reconciler on every membership event.
+func (n *Node) gossipLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case ev, ok := <-n.ml.Events():
+			if !ok {
+				return
+			}
+			n.log.Debug("member event", "member", ev.Node, "kind", ev.Kind.String())
+			n.changed.Notify()
+		}
+	}
+}
+
+// slogWriter turns hclog's lines into slog records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if line != "" {
+			w.log.Info(line)
+		}
+	}
+	return len(p), nil
+}
+
+// targetNames returns the node's target names, sorted.
+func targetNames(n config.Node) []string {
+	names := make([]string, 0, len(n.Targets))
+	for k := range n.Targets {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}

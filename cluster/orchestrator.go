@@ -1,0 +1,208 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"lp/fsm"
+)
+
+// step is one command the orchestrator wants committed, and why.
+type step struct {
+	plan string
+	cmd  fsm.Command
+	why  string
+}
+
+// nextSteps returns, for every plan that is pending, running or rolling
+// back, the next command that moves it on (none while it must wait). It is a
+// pure function of the state, the clock and the trial failures reported to
+// the leader, so that any leader decides the same from the same state.
+func nextSteps(s *fsm.State, now time.Time, fails map[string]trialFailure) []step {
+	var out []step
+	for _, p := range s.PlanList() {
+		if cmd, why := planStep(s, p, now, fails[p.ID]); cmd != nil {
+			out = append(out, step{plan: p.ID, cmd: cmd, why: why})
+		}
+	}
+	return out
+}
+
+// planStep decides the next command for one plan, nil to wait.
+func planStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.Command, string) {
+	switch p.State {
+	case fsm.PlanPending:
+		if deadlinePassed(p, now) {
+			return failure(p, fmt.Sprintf("progress deadline passed at %s before the plan could start", stamp(p.PlanDeadline)))
+		}
+		pair := p.Spec.Pairs[0]
+		if why := pairNotReady(s, p, pair); why != "" {
+			return nil, why
+		}
+		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: fsm.PhaseStandbyApply, Cause: "start: both members of " + pair + " alive and healthy"}, "start"
+	case fsm.PlanRunning:
+		if reason := runningFailure(s, p, now, fail); reason != "" {
+			return failure(p, reason)
+		}
+		return runningStep(s, p, now)
+	case fsm.PlanRollingBack:
+		return rollbackStep(s, p)
+	}
+	return nil, ""
+}
+
+// failure is what a plan does on a failure: roll back (staged: the
+// orchestrator restores standby sides first) or pause.
+func failure(p fsm.Plan, reason string) (fsm.Command, string) {
+	if p.Spec.OnFailure == fsm.OnFailurePause {
+		return &fsm.PausePlan{Plan: p.ID, Reason: reason}, "failure: " + reason
+	}
+	return &fsm.RollbackPlan{Plan: p.ID, Reason: reason, Staged: true}, "failure: " + reason
+}
+
+func deadlinePassed(p fsm.Plan, now time.Time) bool {
+	return !p.PlanDeadline.IsZero() && now.After(p.PlanDeadline)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// pairNotReady says why a pair may not start (or its active be patched):
+// both members must be alive and healthy.
+func pairNotReady(s *fsm.State, p fsm.Plan, pair string) string {
+	for _, st := range p.Steps {
+		if st.Pair != pair {
+			continue
+		}
+		n, ok := s.Nodes[st.Node]
+		switch {
+		case !ok:
+			return fmt.Sprintf("node %s is not registered", st.Node)
+		case n.Status != fsm.StatusAlive:
+			return fmt.Sprintf("node %s is %s", n.Name, n.Status)
+		case !n.Healthy:
+			return fmt.Sprintf("node %s is unhealthy", n.Name)
+		}
+	}
+	return ""
+}
+
+// runningFailure returns why a running plan has failed, "" if it has not.
+// Failures: the progress deadline; an apply phase past its deadline; a plan
+// health check failing on the node in trial; a node of the current pair
+// suspected, dead or gone; a node the plan patched that is unhealthy, whose
+// target exited or whose agent reports an error since it was patched.
+func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) string {
+	if deadlinePassed(p, now) {
+		return fmt.Sprintf("progress deadline passed at %s", stamp(p.PlanDeadline))
+	}
+	if !p.Phase.Trial() && !p.PhaseDeadline.IsZero() && now.After(p.PhaseDeadline) {
+		return fmt.Sprintf("%s of %s did not finish by %s", p.Phase, p.PhaseNode(), stamp(p.PhaseDeadline))
+	}
+	if fail.Plan == p.ID && p.Phase.Trial() && fail.Node == p.PhaseNode() && !fail.At.Before(p.PhaseStarted) {
+		return fmt.Sprintf("health check %s failed on %s during its trial: %s", fail.Check, fail.Node, clipText(fail.Output, 200))
+	}
+	target := p.Spec.Target
+	for _, st := range p.Steps {
+		current := st.Pair == p.CurrentPair()
+		patched := !st.Applied.IsZero()
+		if !current && !patched {
+			continue
+		}
+		n, ok := s.Nodes[st.Node]
+		if !ok {
+			return fmt.Sprintf("node %s was removed", st.Node)
+		}
+		if n.Status != fsm.StatusAlive {
+			return fmt.Sprintf("node %s is %s in gossip", n.Name, n.Status)
+		}
+		if !patched {
+			continue
+		}
+		if !n.Healthy {
+			return fmt.Sprintf("node %s is unhealthy (%s: %s)", n.Name, n.FailingCheck, clipText(n.CheckOutput, 200))
+		}
+		obs, ok := s.Observed[n.Name][target]
+		if !ok || obs.At.Before(st.Applied) {
+			continue // no report since it was patched
+		}
+		if obs.Pid == 0 {
+			return fmt.Sprintf("target %s is not running on %s", target, n.Name)
+		}
+		if obs.Error != "" && !s.NodeConverged(n.Name, target) {
+			return fmt.Sprintf("patching %s on %s failed: %s", target, n.Name, clipText(obs.Error, 200))
+		}
+	}
+	return ""
+}
+
+// runningStep moves a running plan that has not failed.
+func runningStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
+	node, pair, target := p.PhaseNode(), p.CurrentPair(), p.Spec.Target
+	if !p.Phase.Trial() {
+		want, _ := s.PlanStack(p.ID, node)
+		if !slices.Equal(s.DesiredStack(node, target), want) {
+			return &fsm.SetDesired{Node: node, Target: target, Patches: want, Plan: p.ID,
+				Cause: fmt.Sprintf("%s: patch %s", p.Phase, p.Spec.PatchID)}, "apply on " + node
+		}
+		if !s.NodeConverged(node, target) {
+			return nil, "waiting for " + node + " to converge"
+		}
+		trial := fsm.PhaseStandbyTrial
+		if p.Phase == fsm.PhaseActiveApply {
+			trial = fsm.PhaseActiveTrial
+		}
+		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: trial, Cause: node + " runs patch " + p.Spec.PatchID}, "trial of " + node
+	}
+	if now.Before(p.PhaseDeadline) {
+		return nil, "trial of " + node + " until " + stamp(p.PhaseDeadline)
+	}
+	cause := fmt.Sprintf("%s passed its %v trial", node, p.Spec.Trial)
+	if p.Phase == fsm.PhaseStandbyTrial {
+		if why := pairNotReady(s, p, pair); why != "" {
+			return nil, why
+		}
+		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: fsm.PhaseActiveApply, Cause: cause}, "patch the active of " + pair
+	}
+	if p.PairIndex+1 >= len(p.Spec.Pairs) {
+		return &fsm.CompletePlan{Plan: p.ID, Cause: cause}, "complete"
+	}
+	next := p.Spec.Pairs[p.PairIndex+1]
+	if why := pairNotReady(s, p, next); why != "" {
+		return nil, why
+	}
+	return &fsm.PlanPhase{Plan: p.ID, Pair: next, Phase: fsm.PhaseStandbyApply, Cause: cause}, "start pair " + next
+}
+
+// rollbackStep restores the pre-plan stacks: every standby-side node first
+// (and waits until the live ones run it), then the active side; then the
+// plan is rolled back. A dead node is not waited for: its agent converges
+// when it returns.
+func rollbackStep(s *fsm.State, p fsm.Plan) (fsm.Command, string) {
+	target := p.Spec.Target
+	for _, side := range []fsm.Side{fsm.SideStandby, fsm.SideActive} {
+		for _, st := range p.Steps {
+			if st.Side != side {
+				continue
+			}
+			if _, ok := s.Nodes[st.Node]; !ok {
+				continue
+			}
+			pre := p.PreState[st.Node]
+			if !slices.Equal(s.DesiredStack(st.Node, target), pre) {
+				return &fsm.SetDesired{Node: st.Node, Target: target, Patches: pre, Plan: p.ID,
+					Cause: "rollback: " + p.Reason}, "roll back " + st.Node
+			}
+		}
+		for _, st := range p.Steps {
+			if st.Side != side {
+				continue
+			}
+			n, ok := s.Nodes[st.Node]
+			if ok && n.Status == fsm.StatusAlive && !s.NodeConverged(st.Node, target) {
+				return nil, "waiting for " + st.Node + " to roll back"
+			}
+		}
+	}
+	return &fsm.FinishRollback{Plan: p.ID, Cause: "every live plan node runs its pre-plan patches"}, "finish rollback"
+}

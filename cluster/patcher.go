@@ -1,0 +1,33 @@
+package cluster
+
+import "context"
+
+// PatchStatus is one patch recorded inside a target process.
+type PatchStatus struct {
+	ID    string
+	State string // loaded, active, reverted or failed
+}
+
+// Patcher is what the agent needs from the single-host engine. Calls for one
+// pid are never concurrent.
+type Patcher interface {
+	// Apply loads and activates the module at modulePath in process pid.
+	// Applying a patch that is already active is not an error.
+	Apply(ctx context.Context, pid int, modulePath string) error
+	// List returns the patches recorded inside process pid, oldest first.
+	List(pid int) ([]PatchStatus, error)
+	// Revert deactivates patch id in pid, and the patches that depend on it
+	// (newest first).
+	Revert(ctx context.Context, pid int, id string) error
+}
+
+// activeIDs returns the ids of the active patches, oldest first.
+func activeIDs(ps []PatchStatus) []string {
+	var ids []string
+	for _, p := range ps {
+		if p.State == "active" {
+			ids = append(ids, p.ID)
+		}
+	}
+	return ids
+}
