@@ -1,0 +1,193 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"lp/fsm"
+)
+
+// submit stores a fake module (its bytes are its id) and submits a plan on
+// the leader.
+func (tc *testCluster) submit(patchID string, trial time.Duration, mutate func(*fsm.PlanSpec)) string {
+	tc.t.Helper()
+	l := tc.leader()
+	blob := fsm.NewPutBlob(patchID, []byte(patchID))
+	if _, err := l.apply(blob); err != nil {
+		tc.t.Fatalf("PutBlob: %v", err)
+	}
+	spec := fsm.PlanSpec{Name: "plan-" + patchID, PatchSHA256: blob.SHA256, Target: "svc", Trial: trial, ProgressDeadline: time.Minute}
+	if mutate != nil {
+		mutate(&spec)
+	}
+	res, err := l.apply(&fsm.SubmitPlan{Spec: spec})
+	if err != nil {
+		tc.t.Fatalf("SubmitPlan: %v", err)
+	}
+	return res.PlanID
+}
+
+func (tc *testCluster) waitPlan(id string, want fsm.PlanState, d time.Duration) fsm.Plan {
+	tc.t.Helper()
+	var p fsm.Plan
+	tc.waitFor(d, "plan "+id+" "+string(want), func() bool {
+		for _, n := range tc.nodes {
+			if n.IsLeader() {
+				p = n.State().Plans[id]
+				return p.State == want
+			}
+		}
+		return false
+	})
+	return p
+}
+
+var onePair = []nodeSpec{
+	{name: "a-witness", role: "witness", server: true},
+	{name: "b-active", pair: "p1", role: "active", server: true},
+	{name: "c-standby", pair: "p1", role: "standby", server: true},
+}
+
+func TestPlanCompletesStandbyFirst(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.leader()
+	tc.registered()
+	id := tc.submit("fix1", 300*time.Millisecond, nil)
+	tc.waitPlan(id, fsm.PlanCompleted, 20*time.Second)
+
+	if got := tc.patcher.active(tc.pids["b-active"]); !slices.Equal(got, []string{"fix1"}) {
+		t.Errorf("active node patches = %v; want [fix1]", got)
+	}
+	if got := tc.patcher.active(tc.pids["c-standby"]); !slices.Equal(got, []string{"fix1"}) {
+		t.Errorf("standby node patches = %v; want [fix1]", got)
+	}
+	checkStandbyFirst(t, tc.leader().State(), id)
+}
+
+// checkStandbyFirst verifies over the history that no active node of a
+// plan got the patch before its standby passed its trial.
+func checkStandbyFirst(t *testing.T, s *fsm.State, id string) {
+	t.Helper()
+	p := s.Plans[id]
+	trialPassed := map[string]bool{}
+	for _, e := range s.PlanHistory(id) {
+		if e.Kind == fsm.EventPlanPhase && e.From != "" && e.To == e.Pair+"/"+string(fsm.PhaseActiveApply) {
+			trialPassed[e.Pair] = true
+		}
+		if e.Kind == fsm.EventDesired {
+			st, _ := p.Step(e.Node)
+			if st.Side == fsm.SideActive && !trialPassed[st.Pair] && p.State != fsm.PlanRollingBack {
+				t.Errorf("history: active %s got %s before its standby passed its trial", e.Node, e.To)
+			}
+		}
+	}
+	for _, pair := range p.Spec.Pairs {
+		var sb, ac fsm.NodeStep
+		for _, st := range p.Steps {
+			if st.Pair == pair && st.Side == fsm.SideStandby {
+				sb = st
+			}
+			if st.Pair == pair && st.Side == fsm.SideActive {
+				ac = st
+			}
+		}
+		if !ac.Applied.IsZero() && (sb.TrialPassed.IsZero() || !sb.TrialPassed.Before(ac.Applied) && !sb.TrialPassed.Equal(ac.Applied)) {
+			t.Errorf("pair %s: active applied at %v; standby trial passed at %v; want standby first", pair, ac.Applied, sb.TrialPassed)
+		}
+	}
+}
+
+func TestOperatorRollbackStandbyFirst(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.registered()
+	id := tc.submit("fix1", 200*time.Millisecond, nil)
+	tc.waitPlan(id, fsm.PlanCompleted, 20*time.Second)
+	l := tc.leader()
+	res, err := l.apply(&fsm.RollbackPlan{Plan: id, Reason: "test", Staged: true})
+	if err != nil || res.Noop {
+		t.Fatalf("RollbackPlan = %+v, %v; want applied", res, err)
+	}
+	tc.waitPlan(id, fsm.PlanRolledBack, 20*time.Second)
+	for _, n := range []string{"b-active", "c-standby"} {
+		if got := tc.patcher.active(tc.pids[n]); len(got) != 0 {
+			t.Errorf("%s patches after rollback = %v; want none", n, got)
+		}
+	}
+	// The standby's desired state went back before the active's.
+	var order []string
+	for _, e := range tc.leader().State().PlanHistory(id) {
+		if e.Kind == fsm.EventDesired && e.To == "svc=" {
+			order = append(order, e.Node)
+		}
+	}
+	if want := []string{"c-standby", "b-active"}; !slices.Equal(order, want) {
+		t.Errorf("rollback order = %v; want %v", order, want)
+	}
+	// Rolling back again is a no-op that says so.
+	res, err = tc.leader().apply(&fsm.RollbackPlan{Plan: id, Reason: "again", Staged: true})
+	if err != nil || !res.Noop {
+		t.Errorf("second RollbackPlan = %+v, %v; want a no-op", res, err)
+	}
+}
+
+func TestFailuresRollBack(t *testing.T) {
+	cases := []struct {
+		name   string
+		setup  func(tc *testCluster)
+		mutate func(*fsm.PlanSpec)
+		reason string
+	}{
+		{
+			name:   "apply error",
+			setup:  func(tc *testCluster) { tc.patcher.mu.Lock(); tc.patcher.failOn["bad1"] = true; tc.patcher.mu.Unlock() },
+			reason: "patching svc on c-standby failed",
+		},
+		{
+			name: "trial health check",
+			mutate: func(s *fsm.PlanSpec) {
+				s.Health = []fsm.CheckSpec{{Name: "always-fails", Exec: "echo broken; exit 1", Interval: 50 * time.Millisecond, Timeout: time.Second, Failures: 1, Successes: 1}}
+			},
+			reason: "health check always-fails failed on c-standby",
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tc := startTestCluster(t, onePair, nil)
+			tc.registered()
+			if c.setup != nil {
+				c.setup(tc)
+			}
+			id := tc.submit("bad1", 3*time.Second, c.mutate)
+			p := tc.waitPlan(id, fsm.PlanRolledBack, 20*time.Second)
+			if !strings.Contains(p.Reason, c.reason) {
+				t.Errorf("plan reason = %q; want it to contain %q", p.Reason, c.reason)
+			}
+			if got := tc.patcher.active(tc.pids["b-active"]); len(got) != 0 {
+				t.Errorf("active node patches = %v; want none (never patched)", got)
+			}
+			if got := tc.patcher.active(tc.pids["c-standby"]); len(got) != 0 {
+				t.Errorf("standby patches = %v; want none after rollback", got)
+			}
+			for _, e := range tc.leader().State().PlanHistory(id) {
+				if e.Kind == fsm.EventDesired && e.Node == "b-active" {
+					t.Errorf("history: the active got desired %s; want it untouched", e.To)
+				}
+			}
+		})
+	}
+}
+
+func TestPauseOnFailure(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.registered()
+	tc.patcher.mu.Lock()
+	tc.patcher.failOn["bad2"] = true
+	tc.patcher.mu.Unlock()
+	id := tc.submit("bad2", time.Second, func(s *fsm.PlanSpec) { s.OnFailure = fsm.OnFailurePause })
+	p := tc.waitPlan(id, fsm.PlanPaused, 20*time.Second)
+	if !strings.Contains(p.Reason, "fake failure") {
+		t.Errorf("paused plan reason = %q; want the apply error", p.Reason)
+	}
+}

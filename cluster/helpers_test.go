@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"lp/config"
+	"lp/fsm"
+)
+
+// fakePatcher records patches per pid in memory: the engine's contract
+// without ptrace, for tests of the control plane alone.
+type fakePatcher struct {
+	mu      sync.Mutex
+	patches map[int][]PatchStatus
+	failOn  map[string]bool // module base names whose apply fails
+	applied []string        // "pid:id" in order of application
+}
+
+func newFakePatcher() *fakePatcher {
+	return &fakePatcher{patches: map[int][]PatchStatus{}, failOn: map[string]bool{}}
+}
+
+func (f *fakePatcher) Apply(_ context.Context, pid int, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	id := string(data) // fake modules hold their id
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failOn[id] {
+		return fmt.Errorf("fake failure applying %s", id)
+	}
+	for _, p := range f.patches[pid] {
+		if p.ID == id && p.State == "active" {
+			return nil
+		}
+	}
+	f.patches[pid] = append(f.patches[pid], PatchStatus{ID: id, State: "active"})
+	f.applied = append(f.applied, fmt.Sprintf("%d:%s", pid, id))
+	return nil
+}
+
+func (f *fakePatcher) List(pid int) ([]PatchStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.patches[pid]), nil
+}
+
+func (f *fakePatcher) Revert(_ context.Context, pid int, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ps := f.patches[pid]
+	for i := len(ps) - 1; i >= 0; i-- {
+		if ps[i].State == "active" {
+			ps[i].State = "reverted"
+			if ps[i].ID == id {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("patch %s is not active in pid %d", id, pid)
+}
+
+func (f *fakePatcher) active(pid int) []string {
+	l, _ := f.List(pid)
+	return activeIDs(l)
+}
+
+// testLogger sends logs to t.Log when -v is given.
+func testLogger(t *testing.T) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// startSleeper starts a process that only waits, and writes its pidfile.
+func startSleeper(t *testing.T, pidfile string) int {
+	t.Helper()
+	cmd := exec.Command("sleep", "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting sleep: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+type nodeSpec struct {
+	name   string
+	pair   string
+	role   string
+	server bool
+}
+
+// testCluster is a set of in-process nodes on loopback with real TCP raft,
+// real gossip and a fake patcher.
+type testCluster struct {
+	t       *testing.T
+	nodes   map[string]*Node
+	cfgs    map[string]Config
+	patcher *fakePatcher
+	pids    map[string]int
+}
+
+func startTestCluster(t *testing.T, specs []nodeSpec, tune func(*Config)) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, patcher: newFakePatcher(), pids: map[string]int{}}
+	servers := 0
+	for _, s := range specs {
+		if s.server {
+			servers++
+		}
+	}
+	var join []string
+	dir := t.TempDir()
+	for _, s := range specs {
+		n := config.DefaultNode()
+		n.Node, n.Pair, n.Role, n.Server = s.name, s.pair, s.role, s.server
+		n.DataDir = filepath.Join(dir, s.name)
+		n.Bind = "127.0.0.1"
+		if s.server {
+			n.BootstrapExpect = servers
+		}
+		n.Join = join
+		if s.pair != "" {
+			pidfile := filepath.Join(dir, s.name+".pid")
+			tc.pids[s.name] = startSleeper(t, pidfile)
+			n.Targets = map[string]config.Target{"svc": {PIDFile: pidfile}}
+		}
+		cfg := FromNode(&n)
+		cfg.APIPort, cfg.RaftPort, cfg.GossipPort = 0, 0, 0
+		cfg.Patcher = tc.patcher
+		cfg.Logger = testLogger(t).With("n", s.name)
+		cfg.RetryBackoff = 300 * time.Millisecond
+		if tune != nil {
+			tune(&cfg)
+		}
+		tc.start(s.name, cfg)
+		if len(join) == 0 {
+			join = []string{tc.nodes[s.name].GossipAddr()}
+		}
+	}
+	return tc
+}
+
+func (tc *testCluster) start(name string, cfg Config) {
+	tc.t.Helper()
+	node, err := Start(cfg)
+	if err != nil {
+		tc.t.Fatalf("Start(%s): %v", name, err)
+	}
+	tc.nodes[name], tc.cfgs[name] = node, cfg
+	tc.t.Cleanup(func() { node.Kill() })
+}
+
+// leader waits for a leader and returns it.
+func (tc *testCluster) leader() *Node {
+	tc.t.Helper()
+	var l *Node
+	tc.waitFor(10*time.Second, "a leader", func() bool {
+		for _, n := range tc.nodes {
+			if n.IsLeader() {
+				l = n
+				return true
+			}
+		}
+		return false
+	})
+	return l
+}
+
+func (tc *testCluster) waitFor(d time.Duration, what string, cond func() bool) {
+	tc.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tc.t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// registered waits until every node is registered, alive and healthy in
+// every live node's replica.
+func (tc *testCluster) registered() {
+	tc.t.Helper()
+	tc.waitFor(15*time.Second, "every node registered", func() bool {
+		for _, n := range tc.nodes {
+			s := n.State()
+			for name := range tc.nodes {
+				nd, ok := s.Nodes[name]
+				if !ok || nd.Status != fsm.StatusAlive || !nd.Healthy {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
