@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"lp/cluster/api"
+	"lp/fsm"
+)
+
+func rollbackCommand(a *app) *cobra.Command {
+	var wait bool
+	c := &cobra.Command{
+		Use:   "rollback [ID]",
+		Short: "Roll every node of a plan (default: the latest) back to its pre-plan patches",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			cl := a.client()
+			var (
+				r   api.ActionResponse
+				err error
+			)
+			if len(args) == 1 {
+				r, err = cl.PlanAction(ctx, args[0], "rollback")
+			} else {
+				r, err = cl.Rollback(ctx)
+			}
+			if err != nil {
+				return err
+			}
+			if !wait {
+				if a.output == "json" {
+					return a.printJSON(r)
+				}
+				fmt.Fprintln(a.stdout, r.Message)
+				return nil
+			}
+			if a.output != "json" {
+				fmt.Fprintln(a.stdout, r.Message)
+			}
+			d, err := a.waitRolledBack(ctx, r.Plan)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(d)
+			}
+			fmt.Fprintf(a.stdout, "plan %s rolled back; every live node runs its pre-plan patches\n", r.Plan)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&wait, "wait", false, "wait until every node is back on its pre-plan patches")
+	return c
+}
+
+// waitRolledBack waits until the plan is rolled back and every live plan
+// node runs its pre-plan stack.
+func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, error) {
+	c := a.client()
+	errs := 0
+	for {
+		d, err := c.Plan(ctx, id)
+		if err != nil {
+			if errs++; errs > 50 {
+				return d, err
+			}
+		} else {
+			errs = 0
+			switch d.Plan.State {
+			case fsm.PlanFailed:
+				return d, &exitError{code: exitFailed, msg: fmt.Sprintf("plan %s failed while rolling back: %s", id, d.Plan.Reason)}
+			case fsm.PlanRolledBack:
+				done := true
+				for _, n := range d.Nodes {
+					if n.Status == string(fsm.StatusAlive) && !n.AtPreState {
+						done = false
+					}
+				}
+				if done {
+					return d, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return d, ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func membersCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List cluster members: pair, role, raft state, gossip, health, last contact",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms, err := a.client().Members(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(ms)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tPAIR\tROLE\tRAFT\tGOSSIP\tHEALTH\tLAST CONTACT\tFAILING CHECK")
+			for _, m := range ms {
+				pair := m.Pair
+				if pair == "" {
+					pair = "-"
+				}
+				failing := "-"
+				if m.FailingCheck != "" {
+					failing = m.FailingCheck
+					if m.CheckOutput != "" {
+						failing += ": " + m.CheckOutput
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, pair, m.Role, m.RaftState, m.Gossip, m.Health, m.LastContact, failing)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func statusCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show this lpd's raft status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := a.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(s)
+			}
+			leader := s.Leader
+			if leader == "" {
+				leader = "(none)"
+			}
+			fmt.Fprintf(a.stdout, "node:       %s\nraft state: %s\nleader:     %s %s\nterm:       %d\nlast index: %d\ncommitted:  %d\napplied:    %d\nplans:      %d\n",
+				s.Node, s.RaftState, leader, s.LeaderAPI, s.Term, s.LastIndex, s.CommitIndex, s.AppliedIndex, s.Plans)
+			return nil
+		},
+	}
+}
+
+func promoteCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "promote NODE",
+		Short: "Make NODE the active of its pair (its peer becomes standby)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := a.client().Promote(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(r)
+			}
+			fmt.Fprintln(a.stdout, r.Message)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,89 @@
+// Command lpctl is the lp command line: cluster verbs talk to an lpd's HTTP
+// API (--addr, or LP_ADDR), local verbs to the engine.
+//
+// Minimal root written by the cluster helper; the lead owns this file and
+// merges the patch verbs in.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// app holds the persistent flags and the output streams of one run.
+type app struct {
+	addr   string // --addr
+	output string // -o: text or json
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// exitError carries a specific exit status; its message may be empty when
+// the command already said everything.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func main() {
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// commands lists the constructors of lpctl's verbs; each file contributes its
+// own (no init()).
+func commands(a *app) []*cobra.Command {
+	return []*cobra.Command{
+		planCommand(a), rollbackCommand(a), membersCommand(a), statusCommand(a), promoteCommand(a),
+	}
+}
+
+func newRoot(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "lpctl",
+		Short:         "Live patching for 1+1 redundant Linux services",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.output != "text" && a.output != "json" {
+				return fmt.Errorf("bad --output %q: want text or json", a.output)
+			}
+			return nil
+		},
+	}
+	def := os.Getenv("LP_ADDR")
+	if def == "" {
+		def = "http://127.0.0.1:7070"
+	}
+	root.PersistentFlags().StringVar(&a.addr, "addr", def, "lpd API address (env LP_ADDR)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.AddCommand(commands(a)...)
+	return root
+}
+
+// execute runs lpctl with args and returns the exit status.
+func execute(args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := newRoot(a)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintf(stderr, "lpctl: %s\n", ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "lpctl: %v\n", err)
+	return 1
+}

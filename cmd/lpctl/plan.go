@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"lp/cluster/api"
+	"lp/config"
+	"lp/fsm"
+)
+
+// Exit statuses of plan submit --wait and plan watch.
+const (
+	exitCompleted  = 0
+	exitRolledBack = 2
+	exitFailed     = 3
+	exitStopped    = 4 // paused or aborted
+)
+
+// pollInterval is how often --wait and watch ask lpd.
+const pollInterval = 200 * time.Millisecond
+
+func (a *app) client() *api.Client { return api.NewClient(a.addr) }
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func planCommand(a *app) *cobra.Command {
+	c := &cobra.Command{Use: "plan", Short: "Submit and follow cluster-wide patch plans"}
+	c.AddCommand(planSubmitCommand(a), planListCommand(a), planShowCommand(a), planWatchCommand(a))
+	for _, action := range []string{"pause", "resume", "abort"} {
+		c.AddCommand(planActionCommand(a, action))
+	}
+	return c
+}
+
+func planSubmitCommand(a *app) *cobra.Command {
+	var wait bool
+	c := &cobra.Command{
+		Use:   "submit FILE",
+		Short: "Submit a plan file and its patch module; prints the plan id",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := readSubmission(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			res, err := a.client().Submit(ctx, req)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				if a.output == "json" {
+					return a.printJSON(res)
+				}
+				fmt.Fprintln(a.stdout, res.ID)
+				return nil
+			}
+			if a.output != "json" {
+				fmt.Fprintln(a.stdout, res.ID)
+			}
+			return a.watch(ctx, res.ID)
+		},
+	}
+	c.Flags().BoolVar(&wait, "wait", false, "follow the plan; exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted")
+	return c
+}
+
+// readSubmission reads and validates a plan file and reads its module.
+func readSubmission(path string) (api.SubmitRequest, error) {
+	plan, err := config.LoadPlan(path)
+	if err != nil {
+		return api.SubmitRequest{}, err
+	}
+	data, err := os.ReadFile(plan.PatchPath)
+	if err != nil {
+		return api.SubmitRequest{}, fmt.Errorf("%s: patch: %w", path, unwrapPath(err))
+	}
+	if len(data) > fsm.MaxBlobSize {
+		return api.SubmitRequest{}, fmt.Errorf("%s: patch: %s is %d bytes; the limit is %d (16 MiB)", path, plan.PatchPath, len(data), fsm.MaxBlobSize)
+	}
+	pj, err := json.Marshal(plan)
+	if err != nil {
+		return api.SubmitRequest{}, fmt.Errorf("encoding plan: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	req := api.SubmitRequest{Plan: pj, ModuleName: filepath.Base(plan.PatchPath), Module: data, SHA256: hex.EncodeToString(sum[:])}
+	if u, err := user.Current(); err == nil {
+		req.SubmittedBy = u.Username
+	}
+	return req, nil
+}
+
+// unwrapPath keeps "open X: no such file or directory" as one short line.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}
+
+func planListCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List plans",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			plans, err := a.client().Plans(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(plans)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tPATCH\tTARGET\tSTATE\tPHASE\tSUBMITTED")
+			for _, d := range plans {
+				p := d.Plan
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Spec.Name, p.Spec.PatchID, p.Spec.Target, p.State,
+					phase(p), p.Spec.SubmittedAt.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func phase(p fsm.Plan) string {
+	if p.Phase == "" {
+		return "-"
+	}
+	return p.CurrentPair() + "/" + string(p.Phase)
+}
+
+func planShowCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a plan: spec, state, nodes and history",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := a.client().Plan(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(d)
+			}
+			printPlan(a.stdout, d)
+			return nil
+		},
+	}
+}
+
+func printPlan(w io.Writer, d api.PlanDetail) {
+	p := d.Plan
+	fmt.Fprintf(w, "plan %s (%s)\n", p.ID, p.Spec.Name)
+	fmt.Fprintf(w, "  patch:    %s (sha256 %s)\n", p.Spec.PatchID, p.Spec.PatchSHA256)
+	fmt.Fprintf(w, "  target:   %s\n  pairs:    %s\n  trial:    %v\n  on fail:  %s\n", p.Spec.Target, strings.Join(p.Spec.Pairs, ", "), p.Spec.Trial, p.Spec.OnFailure)
+	fmt.Fprintf(w, "  state:    %s\n  phase:    %s\n", p.State, phase(p))
+	if p.Reason != "" {
+		fmt.Fprintf(w, "  reason:   %s\n", p.Reason)
+	}
+	fmt.Fprintln(w, "nodes:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTATUS\tDESIRED\tOBSERVED\tPID\tCONVERGED\tERROR")
+	for _, n := range d.Nodes {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, n.Converged, n.Error)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "history:")
+	for _, e := range d.History {
+		fmt.Fprintf(w, "  %s\n", eventLine(e))
+	}
+}
+
+func ids(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+func eventLine(e fsm.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-12s", e.Time.Local().Format("15:04:05.000"), e.Kind)
+	if e.Node != "" {
+		fmt.Fprintf(&b, " %s", e.Node)
+	} else if e.Pair != "" {
+		fmt.Fprintf(&b, " %s", e.Pair)
+	}
+	switch {
+	case e.From != "" && e.To != "":
+		fmt.Fprintf(&b, " %s -> %s", e.From, e.To)
+	case e.To != "":
+		fmt.Fprintf(&b, " %s", e.To)
+	}
+	if e.Cause != "" {
+		fmt.Fprintf(&b, " (%s)", e.Cause)
+	}
+	return b.String()
+}
+
+func planWatchCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow a plan until it ends; exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.watch(cmd.Context(), args[0])
+		},
+	}
+}
+
+// watch prints a plan's history as it grows until the plan stops moving and
+// returns the exit status that says how it ended.
+func (a *app) watch(ctx context.Context, id string) error {
+	c := a.client()
+	var lastSeq uint64
+	var errs int
+	for {
+		d, err := c.Plan(ctx, id)
+		if err != nil {
+			// Ride out a leader election: a few failed polls are normal.
+			if errs++; errs > 50 {
+				return err
+			}
+			time.Sleep(pollInterval)
+			continue
+		}
+		errs = 0
+		if a.output != "json" {
+			for _, e := range d.History {
+				if e.Seq > lastSeq {
+					fmt.Fprintln(a.stdout, eventLine(e))
+					lastSeq = e.Seq
+				}
+			}
+		}
+		if code, done := planExit(d.Plan.State); done {
+			if a.output == "json" {
+				if err := a.printJSON(d); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.stdout, "plan %s %s\n", id, d.Plan.State)
+			}
+			if code == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("plan %s %s", id, d.Plan.State)
+			if d.Plan.Reason != "" {
+				msg += ": " + d.Plan.Reason
+			}
+			return &exitError{code: code, msg: msg}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// planExit maps a plan state to the exit status of --wait and watch, and
+// whether the plan has stopped moving.
+func planExit(s fsm.PlanState) (int, bool) {
+	switch s {
+	case fsm.PlanCompleted:
+		return exitCompleted, true
+	case fsm.PlanRolledBack:
+		return exitRolledBack, true
+	case fsm.PlanFailed:
+		return exitFailed, true
+	case fsm.PlanPaused, fsm.PlanAborted:
+		return exitStopped, true
+	}
+	return 0, false
+}
+
+func planActionCommand(a *app, action string) *cobra.Command {
+	return &cobra.Command{
+		Use:   action + " ID",
+		Short: strings.ToUpper(action[:1]) + action[1:] + " a plan",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := a.client().PlanAction(cmd.Context(), args[0], action)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(r)
+			}
+			fmt.Fprintln(a.stdout, r.Message)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,74 @@
+// Command lpd is the lp node daemon: it reads its node config and runs a
+// cluster.Node (raft member, gossip member, agent, HTTP API) until SIGTERM or
+// SIGINT, on which it leaves the cluster gracefully and exits 0.
+//
+//	lpd --config /etc/lp/lpd.yaml [--log-level debug|info|warn|error]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"lp/cluster"
+	"lp/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// run is lpd without the process around it: it returns the exit status.
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lpd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "node config file (lpd.yaml)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: lpd --config lpd.yaml [--log-level info]")
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "lpd: bad --log-level %q: want debug, info, warn or error\n", *level)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+
+	n, err := config.LoadNode(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "lpd: %v\n", err)
+		return 1
+	}
+	for _, key := range n.Unsupported() {
+		log.Warn("config key is not supported by this lpd yet; ignored", "key", key)
+	}
+	cfg := cluster.FromNode(n)
+	cfg.Patcher = cluster.EnginePatcher{}
+	cfg.Logger = log
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	node, err := cluster.Start(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "lpd: %v\n", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("leaving the cluster")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	return 0
+}
