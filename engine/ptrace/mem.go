@@ -3,6 +3,8 @@ package ptrace
 import (
 	"fmt"
 	"io"
+
+	"golang.org/x/sys/unix"
 )
 
 // ReadMem reads len(buf) bytes of target memory at addr. Threads may be
@@ -39,4 +41,18 @@ func (p *Process) writeMem(addr uint64, data []byte) error {
 		return fmt.Errorf("writing %d bytes at %#x in pid %d: %w", len(data), addr, p.pid, err)
 	}
 	return nil
+}
+
+// readAvail reads as much of buf as is mapped from addr on, stopping at the
+// first unreadable page, and returns how many bytes it read.
+func (p *Process) readAvail(addr uint64, buf []byte) int {
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Pread(int(p.mem.Fd()), buf[n:], int64(addr)+int64(n))
+		if m <= 0 || err != nil {
+			break
+		}
+		n += m
+	}
+	return n
 }

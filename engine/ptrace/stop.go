@@ -39,6 +39,10 @@ func (s *Stopped) SetRegs(tid int, r Regs) error { return s.p.setRegs(tid, r) }
 // ReadMem reads target memory into buf.
 func (s *Stopped) ReadMem(addr uint64, buf []byte) error { return s.p.readMem(addr, buf) }
 
+// ReadAvail reads as much of buf as is mapped from addr on and returns the
+// count: a stack read stops cleanly at the end of its mapping.
+func (s *Stopped) ReadAvail(addr uint64, buf []byte) int { return s.p.readAvail(addr, buf) }
+
 // WriteMem writes target memory, read-only code pages included.
 func (s *Stopped) WriteMem(addr uint64, data []byte) error { return s.p.writeMem(addr, data) }
 

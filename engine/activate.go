@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"lp/engine/patchsite"
+	"lp/engine/proc"
+	"lp/engine/ptrace"
+)
+
+// write is one change of the stop-the-world window: bytes at an address.
+type write struct {
+	addr uint64
+	data []byte
+	prev []byte // what is there now, to undo a partial window
+}
+
+// window is a prepared stop-the-world step: the sites threads must be clear
+// of, and the writes to make once they are. Everything is computed before
+// the target is stopped; inside, we only read registers and stacks, check
+// and write.
+type window struct {
+	checker   *patchsite.Checker
+	writes    []write
+	stackScan int
+	// stacks maps the stack mappings known before the window, so a thread's
+	// stack is read only as far as its mapping goes.
+	maps []proc.Mapping
+
+	// Buffers reused across attempts and threads.
+	threads []patchsite.Thread
+	raw     []byte
+}
+
+// windowStats reports what a successful window cost.
+type windowStats struct {
+	Pause    time.Duration // threads stopped, as measured by the tracer
+	Attempts int
+}
+
+// run retries the window until it succeeds or the deadline passes. Between
+// attempts the target runs: we never wait with threads stopped.
+func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Duration) (windowStats, error) {
+	deadline := time.Now().Add(timeout)
+	backoff := time.Millisecond
+	var st windowStats
+	for {
+		st.Attempts++
+		var busy error
+		var pause time.Duration
+		err := p.WithStopped(ctx, func(s *ptrace.Stopped) error {
+			t0 := time.Now()
+			defer func() { pause = time.Since(t0) }()
+			threads, err := w.snapshot(s)
+			if err != nil {
+				return err
+			}
+			if busy = w.checker.Check(threads); busy != nil {
+				return nil
+			}
+			for _, wr := range w.writes {
+				if err := s.WriteMem(wr.addr, wr.data); err != nil {
+					// Put back what was written: all or nothing.
+					for _, done := range w.writes {
+						if done.addr == wr.addr {
+							break
+						}
+						_ = s.WriteMem(done.addr, done.prev)
+					}
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+		if busy == nil {
+			st.Pause = pause
+			return st, nil
+		}
+		// Retry soon (a thread inside a hot function is usually out of it
+		// a moment later), but keep the target running at least 90% of
+		// the time: wait ten times the pause just inflicted, with jitter
+		// so we do not fall into step with a periodic thread.
+		wait := max(backoff, 10*pause)
+		wait += time.Duration(rand.Int64N(int64(wait)/2 + 1))
+		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			return st, &BusyError{Err: busy, Attempts: st.Attempts, Waited: timeout}
+		}
+		time.Sleep(wait)
+		backoff = min(backoff*5/4, 10*time.Millisecond)
+	}
+}
+
+// snapshot reads every stopped thread's instruction pointer and the raw
+// words of its stack from the stack pointer up, bounded by stackScan and by
+// the end of the stack's mapping.
+func (w *window) snapshot(s *ptrace.Stopped) ([]patchsite.Thread, error) {
+	tids := s.Threads()
+	words := w.stackScan / 8
+	if need := len(tids) * w.stackScan; len(w.raw) < need {
+		w.raw = make([]byte, need)
+	}
+	w.threads = w.threads[:0]
+	for i, tid := range tids {
+		regs, err := s.Regs(tid)
+		if err != nil {
+			return nil, err
+		}
+		buf := w.raw[i*w.stackScan : (i+1)*w.stackScan]
+		n := len(buf)
+		if m, ok := findMapping(w.maps, regs.Rsp); ok {
+			n = int(min(uint64(n), m.End-regs.Rsp))
+		}
+		n = s.ReadAvail(regs.Rsp, buf[:n])
+		stack := make([]uint64, 0, min(words, n/8))
+		for off := 0; off+8 <= n; off += 8 {
+			stack = append(stack, binary.LittleEndian.Uint64(buf[off:]))
+		}
+		w.threads = append(w.threads, patchsite.Thread{Tid: tid, IP: regs.Rip, Stack: stack})
+	}
+	return w.threads, nil
+}
+
+func findMapping(maps []proc.Mapping, addr uint64) (proc.Mapping, bool) {
+	lo, hi := 0, len(maps)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		switch m := maps[mid]; {
+		case addr < m.Start:
+			hi = mid
+		case addr >= m.End:
+			lo = mid + 1
+		default:
+			return m, true
+		}
+	}
+	return proc.Mapping{}, false
+}
+
+// BusyError says activation or revert gave up because a thread stayed
+// inside what was to be overwritten.
+type BusyError struct {
+	Err      error // a *patchsite.BusyError
+	Attempts int
+	Waited   time.Duration
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%v (still so after %d attempts over %v; retry, or use --consistency entry)", e.Err, e.Attempts, e.Waited)
+}
+
+func (e *BusyError) Unwrap() error { return e.Err }
+
+// ErrBusy matches a *BusyError with errors.Is.
+var ErrBusy = errors.New("a thread is inside the code to be patched")
+
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }

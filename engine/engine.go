@@ -1,0 +1,530 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"lp/engine/module"
+	"lp/engine/patchsite"
+	"lp/engine/proc"
+)
+
+// Loading modes.
+const (
+	ModeInject = "inject"
+	ModeDlopen = "dlopen"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout   = 5 * time.Second
+	DefaultStackScan = 64 << 10
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrDependency: a patch's dependency is not active, or an active patch
+	// depends on the one to revert.
+	ErrDependency = errors.New("patch dependency")
+	// ErrBuildID: the module is built for another binary.
+	ErrBuildID = errors.New("build-id mismatch")
+	// ErrNotFound: no patch with that id in the process.
+	ErrNotFound = errors.New("no such patch")
+	// ErrUnsafe: a replaced function's entry cannot be overwritten safely.
+	ErrUnsafe = errors.New("function cannot be patched safely")
+)
+
+// Options control Apply and Revert.
+type Options struct {
+	Mode        string        // ModeInject (default) or ModeDlopen
+	Consistency string        // "function" (default) or "entry"
+	Timeout     time.Duration // activation deadline, retries included (default 5s)
+	// StackScan is how many bytes of each thread's stack, from its stack
+	// pointer up, are searched for return addresses (default 64 KiB).
+	StackScan int
+	// Logf receives progress and non-fatal problems (may be nil).
+	Logf func(format string, args ...any)
+
+	// farLoad maps the module without looking for a hole near the replaced
+	// functions (tests use it to exercise the 14-byte jump).
+	farLoad bool
+}
+
+func (o Options) withDefaults() (Options, patchsite.Mode, error) {
+	if o.Mode == "" {
+		o.Mode = ModeInject
+	}
+	if o.Mode != ModeInject && o.Mode != ModeDlopen {
+		return o, 0, fmt.Errorf("mode %q: want inject or dlopen", o.Mode)
+	}
+	if o.Consistency == "" {
+		o.Consistency = "function"
+	}
+	mode, err := patchsite.ParseMode(o.Consistency)
+	if err != nil {
+		return o, 0, err
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.StackScan <= 0 {
+		o.StackScan = DefaultStackScan
+	}
+	o.StackScan = (o.StackScan + 7) &^ 7
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return o, mode, nil
+}
+
+// ApplyResult reports an Apply.
+type ApplyResult struct {
+	Patch    Patch
+	Already  bool          // the id was already active: nothing was done
+	Pause    time.Duration // how long the target's threads were stopped to activate
+	Attempts int           // activation windows tried
+	Total    time.Duration // the whole apply, attach to detach
+}
+
+// List returns the patches recorded in process pid, oldest first. It reads
+// the target's memory without stopping it.
+func List(pid int) ([]Patch, error) {
+	return readRecords(pid)
+}
+
+// Apply loads the patch module at path into process pid while it runs, then
+// activates it in one short stop-the-world window. On any failure the target
+// is left running unpatched.
+func Apply(ctx context.Context, pid int, path string, opts Options) (*ApplyResult, error) {
+	m, err := module.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return ApplyModule(ctx, pid, m, opts)
+}
+
+// target is a replaced function resolved in the target before attaching.
+type target struct {
+	repl module.Replace
+	sym  proc.Symbol
+	obj  *proc.Object
+}
+
+// ApplyModule is Apply for a parsed module (its Path must name the file for
+// dlopen mode).
+func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (*ApplyResult, error) {
+	start := time.Now()
+	opts, cmode, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Mode == ModeInject && m.Inspect().Mode == ModeDlopen {
+		return nil, fmt.Errorf("%s: needs --mode dlopen (%s)", m.Path, strings.Join(m.Inspect().Hints, "; "))
+	}
+	// Everything that can be checked without touching the target is checked
+	// first: bad input changes nothing.
+	space, err := proc.Open(pid)
+	if err != nil {
+		return nil, fmt.Errorf("reading pid %d: %w", pid, err)
+	}
+	targets, err := resolveTargets(space, m)
+	if err != nil {
+		return nil, err
+	}
+
+	s, err := attachSession(pid, space, opts.Logf)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.apply(ctx, m, targets, opts, cmode)
+	if err != nil {
+		s.unwind()
+	} else {
+		s.keep()
+	}
+	if derr := s.detach(); derr != nil && err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Total = time.Since(start)
+	return res, nil
+}
+
+func resolveTargets(space *proc.Space, m *module.Module) ([]target, error) {
+	var ts []target
+	for _, r := range m.Replaces {
+		sym, err := space.Lookup(r.Old)
+		if err != nil {
+			return nil, fmt.Errorf("%s: replace %s: %w", m.ID, r.Old, err)
+		}
+		if !sym.Func || sym.IFunc || sym.Size == 0 {
+			return nil, fmt.Errorf("%s: replace %s: not a sized function in pid %d", m.ID, r.Old, space.Pid)
+		}
+		obj, ok := space.ObjectAt(sym.Addr)
+		if !ok {
+			return nil, fmt.Errorf("%s: replace %s: %#x is in no object of pid %d", m.ID, r.Old, sym.Addr, space.Pid)
+		}
+		if m.Target != "" && !strings.EqualFold(m.Target, obj.BuildID) {
+			have := obj.BuildID
+			if have == "" {
+				have = "none"
+			}
+			return nil, fmt.Errorf("%s is built for build-id %s, but %s in pid %d has %s: %w", m.ID, m.Target, obj.Path, space.Pid, have, ErrBuildID)
+		}
+		ts = append(ts, target{repl: r, sym: sym, obj: obj})
+	}
+	return ts, nil
+}
+
+func (s *session) apply(ctx context.Context, m *module.Module, targets []target, opts Options, cmode patchsite.Mode) (*ApplyResult, error) {
+	reg, err := s.openRegistry(false)
+	if err != nil {
+		return nil, err
+	}
+	if p := reg.find(m.ID); p != nil && p.State == StateActive {
+		if p.SHA256 != m.SHA256 {
+			return nil, fmt.Errorf("patch %s is already active in pid %d with different contents (sha256 %.12s, this module %.12s); revert it first", m.ID, s.pid, p.SHA256, m.SHA256)
+		}
+		return &ApplyResult{Patch: *p, Already: true}, nil
+	}
+	for _, dep := range m.Depends {
+		if p := reg.find(dep); p == nil || p.State != StateActive {
+			return nil, fmt.Errorf("patch %s depends on %s, which is not active in pid %d: %w", m.ID, dep, s.pid, ErrDependency)
+		}
+	}
+	// Original code of each function (under any earlier patch's jump), and
+	// a first analysis for the short jump: refuse unsafe functions before
+	// loading anything.
+	originals := make([][]byte, len(targets))
+	for i, t := range targets {
+		code, err := s.originalCode(reg, t.sym)
+		if err != nil {
+			return nil, err
+		}
+		originals[i] = code
+		if _, err := patchsite.Analyze(t.sym.Name, t.sym.Addr, code, patchsite.JmpRel32Len); err != nil {
+			return nil, fmt.Errorf("refusing to patch %s in pid %d: %w", t.sym.Name, s.pid, unsafeError{err})
+		}
+	}
+	if reg.addr == 0 {
+		if reg, err = s.openRegistry(true); err != nil {
+			return nil, err
+		}
+	}
+
+	var l *loaded
+	near := make([]uint64, len(targets))
+	for i, t := range targets {
+		near[i] = t.sym.Addr
+	}
+	reused := -1
+	if i := reg.reusable(m.ID, m.SHA256, opts.Mode); i >= 0 {
+		// The same module was loaded here before and is not active: its
+		// copy in memory is activated again instead of loading another.
+		l, reused = reg.doc.Patches[i].asLoaded(), i
+	} else if opts.Mode == ModeDlopen {
+		l, err = s.loadDlopen(m)
+	} else {
+		if opts.farLoad {
+			near = nil
+		}
+		l, err = s.loadInject(m, near)
+	}
+	if err != nil {
+		if l != nil && l.initRan {
+			// Its initialisers ran: code of the module may be referenced
+			// (atexit, callbacks), so its memory stays; record the failure.
+			s.keep()
+			s.recordFailed(reg, m, opts.Mode, l, err)
+		}
+		return nil, err
+	}
+
+	patch := Patch{
+		ID: m.ID, SHA256: m.SHA256, Mode: opts.Mode, Description: m.Description,
+		State: StateLoaded, Depends: m.Depends, Base: l.base, Size: l.size,
+		Handle: l.handle, Path: m.Path, LoadedAt: time.Now().UTC(), Seq: reg.nextSeq(),
+	}
+	var sites []patchsite.Site
+	for i, t := range targets {
+		newAddr := l.funcs[t.repl.New]
+		jl := patchsite.JumpLen(t.sym.Addr, newAddr)
+		site, err := patchsite.Analyze(t.sym.Name, t.sym.Addr, originals[i], jl)
+		if err == nil && patchsite.JumpLen(site.Addr, newAddr) > jl {
+			site, err = patchsite.Analyze(t.sym.Name, t.sym.Addr, originals[i], patchsite.JmpAbsLen)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("refusing to patch %s in pid %d: %w", t.sym.Name, s.pid, unsafeError{err})
+		}
+		prev := make([]byte, site.Len)
+		if err := s.proc.ReadMem(site.Addr, prev); err != nil {
+			return nil, err
+		}
+		jump := patchsite.EncodeJump(site.Addr, newAddr)
+		sites = append(sites, site)
+		patch.Funcs = append(patch.Funcs, Func{
+			Name: t.sym.Name, Addr: t.sym.Addr, Size: t.sym.Size,
+			New: t.repl.New, NewAddr: newAddr, NewSize: m.Funcs[t.repl.New].Size,
+			Site: site.Addr, Prev: prev, Jump: jump,
+		})
+	}
+
+	checker, err := patchsite.NewChecker(sites, cmode)
+	if err != nil {
+		return nil, err
+	}
+	w := &window{checker: checker, stackScan: opts.StackScan}
+	for _, f := range patch.Funcs {
+		w.writes = append(w.writes, write{addr: f.Site, data: f.Jump, prev: f.Prev})
+	}
+	if err := s.space.Refresh(); err == nil {
+		w.maps = s.space.Maps
+	}
+
+	// Record the intent, then the window, then the result: a reader that
+	// finds "activating" settles it by the bytes at the sites.
+	patch.State = stateActivating
+	before := slices.Clone(reg.doc.Patches)
+	if reused >= 0 {
+		patch.LoadedAt = reg.doc.Patches[reused].LoadedAt
+		reg.doc.Patches = slices.Delete(reg.doc.Patches, reused, reused+1)
+	}
+	reg.doc.Patches = append(reg.doc.Patches, patch)
+	reg.trim()
+	idx := len(reg.doc.Patches) - 1
+	if err := reg.save(); err != nil {
+		return nil, err
+	}
+	s.undo(func() error {
+		reg.doc.Patches = before
+		return reg.save()
+	})
+	stats, err := w.run(ctx, s.proc, opts.Timeout)
+	if err != nil {
+		var be *BusyError
+		if errors.As(err, &be) {
+			return nil, fmt.Errorf("refusing to patch %s in pid %d: %w", funcNames(patch.Funcs), s.pid, err)
+		}
+		return nil, fmt.Errorf("activating %s in pid %d: %w", m.ID, s.pid, err)
+	}
+	reg.doc.Patches[idx].State = StateActive
+	reg.doc.Patches[idx].AppliedAt = time.Now().UTC()
+	if err := reg.save(); err != nil {
+		// The jumps are in place; the record says "activating", which a
+		// reader resolves to active by the bytes. Not worth an unwind.
+		s.logf("recording patch %s as active in pid %d: %v", m.ID, s.pid, err)
+	}
+	return &ApplyResult{Patch: reg.doc.Patches[idx], Pause: stats.Pause, Attempts: stats.Attempts}, nil
+}
+
+// unsafeError carries patchsite's reason and matches ErrUnsafe.
+type unsafeError struct{ err error }
+
+func (e unsafeError) Error() string        { return e.err.Error() }
+func (e unsafeError) Unwrap() error        { return e.err }
+func (e unsafeError) Is(target error) bool { return target == ErrUnsafe }
+
+func funcNames(fs []Func) string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// originalCode reads a function's code as it was before any patch: its
+// current bytes with the lowest active patch's saved bytes put back.
+func (s *session) originalCode(reg *registry, sym proc.Symbol) ([]byte, error) {
+	if sym.Size > 1<<20 {
+		return nil, fmt.Errorf("function %s is %d bytes; too large to analyse", sym.Name, sym.Size)
+	}
+	code := make([]byte, sym.Size)
+	if err := s.proc.ReadMem(sym.Addr, code); err != nil {
+		return nil, err
+	}
+	for _, p := range reg.active() { // oldest first
+		for _, f := range p.Funcs {
+			if f.Addr == sym.Addr && f.Site >= sym.Addr && f.Site+uint64(len(f.Prev)) <= sym.Addr+sym.Size {
+				copy(code[f.Site-sym.Addr:], f.Prev)
+				return code, nil
+			}
+		}
+	}
+	return code, nil
+}
+
+func (s *session) recordFailed(reg *registry, m *module.Module, mode string, l *loaded, cause error) {
+	reg.doc.Patches = append(reg.doc.Patches, Patch{
+		ID: m.ID, SHA256: m.SHA256, Mode: mode, Description: m.Description, State: StateFailed,
+		Depends: m.Depends, Base: l.base, Size: l.size, Handle: l.handle, Path: m.Path,
+		Error: cause.Error(), LoadedAt: time.Now().UTC(), Seq: reg.nextSeq(),
+	})
+	if err := reg.save(); err != nil {
+		s.logf("recording failed patch %s in pid %d: %v", m.ID, s.pid, err)
+	}
+}
+
+// RevertResult reports a Revert.
+type RevertResult struct {
+	Reverted []string      // ids reverted, in order (dependents first, newest first)
+	Already  bool          // the patch was not active: nothing was done
+	Pause    time.Duration // total stop-the-world time
+}
+
+// Revert puts back the bytes a patch replaced. With cascade, active patches
+// that depend on it are reverted first, newest first; without, their
+// presence refuses the revert. The module's memory stays mapped: a thread
+// may still be running in it, and it costs no more than its pages.
+func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options) (*RevertResult, error) {
+	opts, cmode, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	space, err := proc.Open(pid)
+	if err != nil {
+		return nil, fmt.Errorf("reading pid %d: %w", pid, err)
+	}
+	s, err := attachSession(pid, space, opts.Logf)
+	if err != nil {
+		return nil, err
+	}
+	defer s.detach()
+	reg, err := s.openRegistry(false)
+	if err != nil {
+		return nil, err
+	}
+	p := reg.find(id)
+	if p == nil {
+		return nil, fmt.Errorf("no patch %s in pid %d: %w", id, pid, ErrNotFound)
+	}
+	if p.State != StateActive {
+		return &RevertResult{Already: true}, nil
+	}
+	order, err := revertOrder(reg, p, cascade)
+	if err != nil {
+		return nil, err
+	}
+	res := &RevertResult{}
+	for _, q := range order {
+		pause, err := s.revertOne(ctx, reg, q, cmode, opts)
+		if err != nil {
+			return res, err
+		}
+		res.Reverted = append(res.Reverted, q.ID)
+		res.Pause += pause
+	}
+	return res, nil
+}
+
+// revertOrder is p and, transitively, the active patches depending on it,
+// newest first.
+func revertOrder(reg *registry, p *Patch, cascade bool) ([]*Patch, error) {
+	set := map[string]*Patch{p.ID: p}
+	for changed := true; changed; {
+		changed = false
+		for _, q := range reg.active() {
+			if set[q.ID] != nil {
+				continue
+			}
+			for _, d := range q.Depends {
+				if set[d] != nil {
+					set[q.ID] = q
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	if len(set) > 1 && !cascade {
+		var deps []string
+		for id := range set {
+			if id != p.ID {
+				deps = append(deps, id)
+			}
+		}
+		sort.Strings(deps)
+		return nil, fmt.Errorf("patch %s is needed by active %s; revert those first or use --cascade: %w", p.ID, strings.Join(deps, ", "), ErrDependency)
+	}
+	order := make([]*Patch, 0, len(set))
+	for _, q := range set {
+		order = append(order, q)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i].Seq > order[j].Seq })
+	return order, nil
+}
+
+// revertOne reverts one active patch. For each of its functions: if it is
+// the top of that function's stack, its saved bytes go back (the earlier
+// patch's jump or the original code); if a later patch sits on top, only
+// that patch's saved bytes are changed to ours, so reverting it later
+// restores what was there before us.
+func (s *session) revertOne(ctx context.Context, reg *registry, p *Patch, cmode patchsite.Mode, opts Options) (time.Duration, error) {
+	w := &window{stackScan: opts.StackScan}
+	var sites []patchsite.Site
+	for i := range p.Funcs {
+		f := &p.Funcs[i]
+		if above := stackedAbove(reg, p, f.Site); above != nil {
+			above.Prev = f.Prev
+			continue
+		}
+		w.writes = append(w.writes, write{addr: f.Site, data: f.Prev, prev: f.Jump})
+		// The same rule as activation, on the same function: no thread in
+		// the bytes being rewritten or (function mode) anywhere in the
+		// replaced function. Threads running the replacement are not
+		// waited for: the module stays mapped, they finish the new
+		// version and their next call runs the old one. A hot replacement
+		// would otherwise make revert, the operator's way out, fail.
+		sites = append(sites, patchsite.Site{Func: f.Name, FuncAddr: f.Addr, FuncSize: f.Size, Addr: f.Site, Len: len(f.Prev)})
+	}
+	checker, err := patchsite.NewChecker(sites, cmode)
+	if err != nil {
+		return 0, err
+	}
+	w.checker = checker
+	if err := s.space.Refresh(); err == nil {
+		w.maps = s.space.Maps
+	}
+	p.State = stateReverting
+	if err := reg.save(); err != nil {
+		return 0, err
+	}
+	stats, err := w.run(ctx, s.proc, opts.Timeout)
+	if err != nil {
+		p.State = StateActive
+		if serr := reg.save(); serr != nil {
+			s.logf("recording patch %s as still active in pid %d: %v", p.ID, s.pid, serr)
+		}
+		return 0, fmt.Errorf("reverting %s in pid %d: %w", p.ID, s.pid, err)
+	}
+	p.State = StateReverted
+	p.RevertedAt = time.Now().UTC()
+	if err := reg.save(); err != nil {
+		s.logf("recording patch %s as reverted in pid %d: %v", p.ID, s.pid, err)
+	}
+	return stats.Pause, nil
+}
+
+// stackedAbove finds the active patch directly above p on the function whose
+// jump site is site, or nil when p is on top.
+func stackedAbove(reg *registry, p *Patch, site uint64) *Func {
+	var best *Func
+	bestSeq := 0
+	for _, q := range reg.active() {
+		if q.Seq <= p.Seq {
+			continue
+		}
+		for i := range q.Funcs {
+			if q.Funcs[i].Site == site && (best == nil || q.Seq < bestSeq) {
+				best, bestSeq = &q.Funcs[i], q.Seq
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,2 @@
+// A shared object with no lp manifest.
+int classify_plain(int x) { return x; }
