@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"lp/engine/module"
 	"lp/engine/patchsite"
 	"lp/engine/proc"
+	"lp/engine/ptrace"
 )
 
 // Loading modes.
@@ -128,9 +130,9 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 	}
 	// Everything that can be checked without touching the target is checked
 	// first: bad input changes nothing.
-	space, err := proc.Open(pid)
+	space, err := openSpace(pid)
 	if err != nil {
-		return nil, fmt.Errorf("reading pid %d: %w", pid, err)
+		return nil, err
 	}
 	targets, err := resolveTargets(space, m)
 	if err != nil {
@@ -155,6 +157,17 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 	}
 	res.Total = time.Since(start)
 	return res, nil
+}
+
+func openSpace(pid int) (*proc.Space, error) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); pid <= 0 || err != nil {
+		return nil, fmt.Errorf("no process with pid %d: %w", pid, ptrace.ErrNoProcess)
+	}
+	space, err := proc.Open(pid)
+	if err != nil {
+		return nil, fmt.Errorf("reading pid %d: %w", pid, err)
+	}
+	return space, nil
 }
 
 func resolveTargets(space *proc.Space, m *module.Module) ([]target, error) {
@@ -387,9 +400,9 @@ func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options)
 	if err != nil {
 		return nil, err
 	}
-	space, err := proc.Open(pid)
+	space, err := openSpace(pid)
 	if err != nil {
-		return nil, fmt.Errorf("reading pid %d: %w", pid, err)
+		return nil, err
 	}
 	s, err := attachSession(pid, space, opts.Logf)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"lp/engine/internal/fixture"
+	"lp/internal/fixture"
 	"lp/engine/proc"
 )
 

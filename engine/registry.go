@@ -164,6 +164,9 @@ func readRegistry(mem memReader, addr uint64) (*registryDoc, error) {
 // the bytes at the patch sites.
 func readRecords(pid int) ([]Patch, error) {
 	maps, err := proc.ReadMaps(pid)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no process with pid %d", pid)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading maps of pid %d: %w", pid, err)
 	}
@@ -245,9 +248,9 @@ func (s *session) openRegistry(create bool) (*registry, error) {
 	if err := s.mprotect(addr, regSize, unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		return nil, fmt.Errorf("mapping the lp registry: %w", err)
 	}
-	if err := s.nameMapping(addr, regSize, regName); err != nil {
-		s.logf("naming the registry mapping: %v (kernel without anon VMA names; found by its magic instead)", err)
-	}
+	// Kernels without CONFIG_ANON_VMA_NAME refuse the name (EINVAL); the
+	// registry is then found by its magic alone.
+	_ = s.nameMapping(addr, regSize, regName)
 	hdr := make([]byte, 32)
 	copy(hdr, regMagic)
 	if err := s.proc.WriteMem(addr, hdr); err != nil {

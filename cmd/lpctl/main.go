@@ -1,8 +1,5 @@
 // Command lpctl is the lp command line: cluster verbs talk to an lpd's HTTP
 // API (--addr, or LP_ADDR), local verbs to the engine.
-//
-// Minimal root written by the cluster helper; the lead owns this file and
-// merges the patch verbs in.
 package main
 
 import (
@@ -40,6 +37,7 @@ func main() {
 func commands(a *app) []*cobra.Command {
 	return []*cobra.Command{
 		planCommand(a), rollbackCommand(a), membersCommand(a), statusCommand(a), promoteCommand(a),
+		patchCommand(a),
 	}
 }
 

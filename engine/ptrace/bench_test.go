@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"lp/engine/internal/fixture"
+	"lp/internal/fixture"
 )
 
 // defaultBenchCycles is the number of stop-all/resume-all cycles measured

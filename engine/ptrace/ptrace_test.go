@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"lp/engine/internal/fixture"
+	"lp/internal/fixture"
 )
 
 var fixtures *fixture.Builder
