@@ -1,0 +1,489 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"lp/cluster/api"
+	"lp/fsm"
+)
+
+// lpdProc is one real lpd process of an end-to-end test.
+type lpdProc struct {
+	name    string
+	config  string
+	log     string
+	api     string // host:port
+	gossip  string
+	server  bool
+	pair    string
+	svc     *service
+	cmd     *exec.Cmd
+	running bool
+}
+
+// e2eCluster is a cluster of real lpd processes on 127.0.0.1, each pair
+// node with its own real svc process.
+type e2eCluster struct {
+	t     *testing.T
+	dir   string
+	procs map[string]*lpdProc
+	order []string
+}
+
+// freePort returns a port that was free a moment ago (TCP and UDP).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// startE2E starts: witness w (server), pair-1 a1 active / b1 standby
+// (servers), pair-2 a2 active / b2 standby (non-voters).
+func startE2E(t *testing.T) *e2eCluster {
+	t.Helper()
+	requirePtrace(t)
+	buildFixtures(t)
+	c := &e2eCluster{t: t, dir: t.TempDir(), procs: map[string]*lpdProc{}}
+	specs := []struct {
+		name, pair, role string
+		server           bool
+	}{
+		{"w", "", "witness", true},
+		{"a1", "pair-1", "active", true},
+		{"b1", "pair-1", "standby", true},
+		{"a2", "pair-2", "active", false},
+		{"b2", "pair-2", "standby", false},
+	}
+	var join string
+	for _, s := range specs {
+		p := &lpdProc{name: s.name, server: s.server, pair: s.pair}
+		apiPort, raftPort, gossipPort := freePort(t), freePort(t), freePort(t)
+		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
+		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
+		if join == "" {
+			join = p.gossip
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
+		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)
+		fmt.Fprintf(&b, "server: %t\nrole: %s\njoin: [%s]\n", s.server, s.role, join)
+		if s.server {
+			b.WriteString("bootstrap_expect: 3\n")
+		}
+		if s.pair != "" {
+			p.svc = startService(t, c.dir, "svc-"+s.name)
+			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, p.svc.pidfile)
+		}
+		p.config = filepath.Join(c.dir, s.name+".yaml")
+		p.log = filepath.Join(c.dir, s.name+".log")
+		if err := os.WriteFile(p.config, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.procs[s.name] = p
+		c.order = append(c.order, s.name)
+		c.start(s.name)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range c.order {
+				data, _ := os.ReadFile(c.procs[name].log)
+				if len(data) > 6000 {
+					data = data[len(data)-6000:]
+				}
+				t.Logf("--- log of %s (tail) ---\n%s", name, data)
+			}
+		}
+	})
+	c.waitFor(30*time.Second, "5 nodes registered, alive and healthy", func() bool {
+		st, err := c.client("w").Status(context.Background())
+		if err != nil || st.Leader == "" {
+			return false
+		}
+		ms, err := c.client("w").Members(context.Background())
+		if err != nil {
+			return false
+		}
+		ok := 0
+		for _, m := range ms {
+			if m.Status == "alive" && m.Health == "healthy" && m.Gossip == "alive" && m.RaftState != "none" {
+				ok++
+			}
+		}
+		return ok == 5
+	})
+	return c
+}
+
+// start runs the lpd of a node (again, after a kill: same config and data).
+func (c *e2eCluster) start(name string) {
+	c.t.Helper()
+	p := c.procs[name]
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(built.lpd, "--config", p.config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("starting lpd %s: %v", name, err)
+	}
+	p.cmd, p.running = cmd, true
+	c.t.Cleanup(func() {
+		if p.cmd == cmd {
+			c.kill(name)
+		}
+	})
+}
+
+// kill sends SIGKILL to a node's lpd and reaps it.
+func (c *e2eCluster) kill(name string) {
+	p := c.procs[name]
+	if !p.running {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	p.running = false
+}
+
+func (c *e2eCluster) client(name string) *api.Client {
+	cl := api.NewClient(c.procs[name].api)
+	cl.HTTP.Timeout = 3 * time.Second
+	return cl
+}
+
+func (c *e2eCluster) waitFor(d time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leader returns the name of the raft leader, as a running node reports it.
+func (c *e2eCluster) leader() string {
+	c.t.Helper()
+	var leader string
+	c.waitFor(15*time.Second, "a leader", func() bool {
+		for _, name := range c.order {
+			if !c.procs[name].running {
+				continue
+			}
+			st, err := c.client(name).Status(context.Background())
+			if err == nil && st.Leader != "" && c.procs[st.Leader].running {
+				leader = st.Leader
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+// ctl runs lpctl against a node's API and returns stdout, stderr and the
+// exit status.
+func (c *e2eCluster) ctl(node string, args ...string) (string, string, int) {
+	c.t.Helper()
+	cmd := exec.Command(built.ctl, append([]string{"--addr", "http://" + c.procs[node].api}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("running lpctl: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// writePlan writes a plan file next to a copy of the patch module.
+func (c *e2eCluster) writePlan(name, body string) string {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, "plans")
+	os.MkdirAll(dir, 0o700)
+	mod, err := os.ReadFile(built.fix)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fix.so"), mod, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+func (c *e2eCluster) plan(node, id string) api.PlanDetail {
+	c.t.Helper()
+	var d api.PlanDetail
+	c.waitFor(10*time.Second, "plan "+id+" from "+node, func() bool {
+		var err error
+		d, err = c.client(node).Plan(context.Background(), id)
+		return err == nil
+	})
+	return d
+}
+
+func (c *e2eCluster) planCount(node string) int {
+	c.t.Helper()
+	ps, err := c.client(node).Plans(context.Background())
+	if err != nil {
+		c.t.Fatalf("listing plans: %v", err)
+	}
+	return len(ps)
+}
+
+// services returns the pair nodes' services.
+func (c *e2eCluster) services(nodes ...string) map[string]*service {
+	m := map[string]*service{}
+	for _, n := range nodes {
+		m[n] = c.procs[n].svc
+	}
+	return m
+}
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five lpd processes")
+	}
+	c := startE2E(t)
+	all := []string{"a1", "b1", "a2", "b2"}
+
+	t.Run("bad plan files change nothing", func(t *testing.T) {
+		before := c.planCount("w")
+		cases := []struct{ name, body, want string }{
+			{"unknown-target.yaml", "name: x\npatch: fix.so\ntarget: nosuch\ntrial: 1s\n", "has no target nosuch"},
+			{"missing-patch.yaml", "name: x\npatch: missing.so\ntarget: svc\ntrial: 1s\n", "no such file or directory"},
+			{"bad-yaml.yaml", "name: [x\npatch: fix.so\n", "bad-yaml.yaml:"},
+			{"no-pairs.yaml", "name: x\npatch: fix.so\ntarget: svc\npairs: [nosuch-pair]\ntrial: 1s\n", "pair nosuch-pair has no registered node"},
+		}
+		for _, tc := range cases {
+			path := c.writePlan(tc.name, tc.body)
+			out, errOut, code := c.ctl("b2", "plan", "submit", path)
+			if code == 0 {
+				t.Errorf("%s: exit 0 (stdout %q); want non-zero", tc.name, out)
+			}
+			if lines := strings.Count(strings.TrimRight(errOut, "\n"), "\n") + 1; lines != 1 || !strings.Contains(errOut, tc.want) {
+				t.Errorf("%s: stderr %q; want one line containing %q", tc.name, errOut, tc.want)
+			}
+		}
+		if after := c.planCount("w"); after != before {
+			t.Errorf("plans after bad submissions = %d; want %d", after, before)
+		}
+	})
+
+	var planID string
+	t.Run("plan completes standby first", func(t *testing.T) {
+		path := c.writePlan("plan.yaml", "name: fix-answer\npatch: fix.so\ntarget: svc\npairs: [pair-1, pair-2]\ntrial: 1s\nprogress_deadline: 2m\n")
+		// Submitted to a non-voter: forwarded to the leader.
+		out, errOut, code := c.ctl("a2", "plan", "submit", path, "--wait")
+		if code != 0 {
+			t.Fatalf("plan submit --wait: exit %d; stderr %q; stdout %q", code, errOut, out)
+		}
+		planID = strings.SplitN(out, "\n", 2)[0]
+		for name, s := range c.services(all...) {
+			if got := s.value(); got != 1041 {
+				t.Errorf("%s's service prints %d; want 1041 (patched)", name, got)
+			}
+		}
+		d := c.plan("w", planID)
+		checkRollout(t, d)
+		// Show and list agree.
+		out, _, code = c.ctl("w", "plan", "show", planID, "-o", "json")
+		var shown api.PlanDetail
+		if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown.Plan.State != fsm.PlanCompleted {
+			t.Errorf("plan show -o json: exit %d, state %q; want 0, completed", code, shown.Plan.State)
+		}
+	})
+
+	t.Run("rollback restores every node", func(t *testing.T) {
+		out, errOut, code := c.ctl("b1", "rollback", "--wait")
+		if code != 0 {
+			t.Fatalf("rollback --wait: exit %d; stderr %q; stdout %q", code, errOut, out)
+		}
+		for name, s := range c.services(all...) {
+			if got := s.value(); got != 42 {
+				t.Errorf("%s's service prints %d after rollback; want 42", name, got)
+			}
+		}
+		d := c.plan("w", planID)
+		var order []string
+		for _, e := range d.History {
+			if e.Kind == fsm.EventDesired && e.To == "svc=" {
+				order = append(order, e.Node)
+			}
+		}
+		if want := []string{"b1", "b2", "a1", "a2"}; !slices.Equal(order, want) {
+			t.Errorf("rollback order = %v; want standbys first %v", order, want)
+		}
+		out, errOut, code = c.ctl("w", "rollback", planID)
+		if code != 0 || !strings.Contains(out, "already rolled back") {
+			t.Errorf("second rollback: exit %d, stdout %q, stderr %q; want 0 and 'already rolled back'", code, out, errOut)
+		}
+	})
+
+	t.Run("node killed mid-plan rejoins and converges", func(t *testing.T) {
+		path := c.writePlan("plan2.yaml", "name: again\npatch: fix.so\ntarget: svc\npairs: [pair-1, pair-2]\ntrial: 1500ms\nprogress_deadline: 2m\n")
+		out, errOut, code := c.ctl("w", "plan", "submit", path)
+		if code != 0 {
+			t.Fatalf("plan submit: exit %d; stderr %q", code, errOut)
+		}
+		id := strings.TrimSpace(out)
+		c.waitFor(20*time.Second, "pair-1 standby trial", func() bool {
+			p := c.plan("w", id).Plan
+			return p.Phase == fsm.PhaseStandbyTrial || p.State.Terminal()
+		})
+		c.kill("a2") // pair-2's active: the plan must wait for it
+		time.Sleep(4 * time.Second)
+		if p := c.plan("w", id).Plan; p.CurrentPair() != "pair-1" || p.State != fsm.PlanRunning {
+			t.Errorf("with a2 down the plan is at %s/%s (%s); want it waiting in pair-1", p.CurrentPair(), p.Phase, p.State)
+		}
+		c.start("a2")
+		d := c.waitPlanState("w", id, fsm.PlanCompleted, 40*time.Second)
+		checkRollout(t, d)
+		for name, s := range c.services(all...) {
+			s.waitValue(t, 1041, 5*time.Second)
+			_ = name
+		}
+	})
+
+	t.Run("node down during rollback converges when back", func(t *testing.T) {
+		victim := "b2"
+		c.kill(victim)
+		out, errOut, code := c.ctl("w", "rollback", "--wait")
+		if code != 0 {
+			t.Fatalf("rollback --wait with %s down: exit %d; stderr %q; stdout %q", victim, code, errOut, out)
+		}
+		if got := c.procs[victim].svc.value(); got != 1041 {
+			t.Errorf("%s (lpd down) prints %d; want 1041 until it is back", victim, got)
+		}
+		c.start(victim)
+		c.procs[victim].svc.waitValue(t, 42, 20*time.Second)
+	})
+
+	t.Run("leader killed: new leader, plan resumes", func(t *testing.T) {
+		path := c.writePlan("plan3.yaml", "name: third\npatch: fix.so\ntarget: svc\npairs: [pair-2]\ntrial: 2s\nprogress_deadline: 2m\n")
+		out, errOut, code := c.ctl("w", "plan", "submit", path)
+		if code != 0 {
+			t.Fatalf("plan submit: exit %d; stderr %q", code, errOut)
+		}
+		id := strings.TrimSpace(out)
+		c.waitFor(20*time.Second, "pair-2 standby trial", func() bool {
+			p := c.plan("a2", id).Plan
+			return p.Phase == fsm.PhaseStandbyTrial || p.State.Terminal()
+		})
+		old := c.leader()
+		c.kill(old)
+		asker := "a2"
+		newLeader := c.leader()
+		if newLeader == old {
+			t.Fatalf("leader is still %s after it was killed", old)
+		}
+		if _, err := c.client(asker).Status(context.Background()); err != nil {
+			t.Errorf("status from %s after the leader died: %v", asker, err)
+		}
+		d := c.waitPlanState(asker, id, fsm.PlanCompleted, 40*time.Second)
+		checkRollout(t, d)
+		c.procs["a2"].svc.waitValue(t, 1041, 5*time.Second)
+		c.procs["b2"].svc.waitValue(t, 1041, 5*time.Second)
+		out, errOut, code = c.ctl(asker, "members")
+		if code != 0 || !strings.Contains(out, newLeader) {
+			t.Errorf("members: exit %d, stderr %q, stdout %q", code, errOut, out)
+		}
+		c.start(old)
+	})
+}
+
+func (c *e2eCluster) waitPlanState(node, id string, want fsm.PlanState, d time.Duration) api.PlanDetail {
+	c.t.Helper()
+	var pd api.PlanDetail
+	c.waitFor(d, "plan "+id+" "+string(want), func() bool {
+		var err error
+		pd, err = c.client(node).Plan(context.Background(), id)
+		if err == nil && pd.Plan.State.Terminal() && pd.Plan.State != want {
+			c.t.Fatalf("plan %s is %s (%s); want %s", id, pd.Plan.State, pd.Plan.Reason, want)
+		}
+		return err == nil && pd.Plan.State == want
+	})
+	return pd
+}
+
+// checkRollout checks a plan's recorded history: in every pair, the standby
+// got the patch (desired), converged (observed) and passed its trial before
+// the active was given the patch.
+func checkRollout(t *testing.T, d api.PlanDetail) {
+	t.Helper()
+	p := d.Plan
+	for _, pair := range p.Spec.Pairs {
+		var standby, active string
+		for _, st := range p.Steps {
+			if st.Pair == pair && st.Side == fsm.SideStandby {
+				standby = st.Node
+			}
+			if st.Pair == pair && st.Side == fsm.SideActive {
+				active = st.Node
+			}
+		}
+		seq := func(match func(e fsm.Event) bool) uint64 {
+			for _, e := range d.History {
+				if match(e) {
+					return e.Seq
+				}
+			}
+			return 0
+		}
+		sbDesired := seq(func(e fsm.Event) bool {
+			return e.Kind == fsm.EventDesired && e.Node == standby && strings.Contains(e.To, p.Spec.PatchID)
+		})
+		sbObserved := seq(func(e fsm.Event) bool {
+			return e.Kind == fsm.EventObserved && e.Node == standby && strings.Contains(e.To, p.Spec.PatchID) && e.Seq > sbDesired
+		})
+		activeApply := seq(func(e fsm.Event) bool {
+			return e.Kind == fsm.EventPlanPhase && e.To == pair+"/"+string(fsm.PhaseActiveApply)
+		})
+		acDesired := seq(func(e fsm.Event) bool {
+			return e.Kind == fsm.EventDesired && e.Node == active && strings.Contains(e.To, p.Spec.PatchID)
+		})
+		if sbDesired == 0 || sbObserved == 0 || activeApply == 0 || acDesired == 0 {
+			t.Errorf("pair %s: history misses a step: standby desired #%d, observed #%d, active_apply #%d, active desired #%d",
+				pair, sbDesired, sbObserved, activeApply, acDesired)
+			continue
+		}
+		if !(sbDesired < sbObserved && sbObserved < activeApply && activeApply < acDesired) {
+			t.Errorf("pair %s: order standby desired #%d, standby observed #%d, active_apply #%d, active desired #%d; want increasing",
+				pair, sbDesired, sbObserved, activeApply, acDesired)
+		}
+	}
+}
