@@ -424,6 +424,45 @@ func TestEndToEnd(t *testing.T) {
 		}
 		c.start(old)
 	})
+
+	t.Run("SIGTERM leaves gracefully", func(t *testing.T) {
+		victim := "b1"
+		if c.leader() == victim {
+			victim = "a1"
+		}
+		p := c.procs[victim]
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		err := p.cmd.Wait()
+		p.running = false
+		if err != nil {
+			t.Errorf("lpd %s after SIGTERM: %v; want exit 0", victim, err)
+		}
+		c.waitFor(10*time.Second, victim+" left and out of the raft configuration", func() bool {
+			ms, err := c.client("w").Members(context.Background())
+			if err != nil {
+				return false
+			}
+			for _, m := range ms {
+				if m.Node == victim {
+					return m.Gossip == "left" && m.Suffrage == "" && m.Status == "left"
+				}
+			}
+			return false
+		})
+		c.start(victim)
+		c.waitFor(20*time.Second, victim+" back as a voter", func() bool {
+			ms, err := c.client("w").Members(context.Background())
+			if err != nil {
+				return false
+			}
+			for _, m := range ms {
+				if m.Node == victim {
+					return m.Gossip == "alive" && m.Suffrage == "Voter" && m.Status == "alive"
+				}
+			}
+			return false
+		})
+	})
 }
 
 func (c *e2eCluster) waitPlanState(node, id string, want fsm.PlanState, d time.Duration) api.PlanDetail {

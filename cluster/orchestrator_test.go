@@ -1,0 +1,308 @@
+package cluster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"lp/cluster/api"
+	"lp/fsm"
+)
+
+// sim drives an FSM directly with a fake clock: the orchestrator's decisions
+// (planStep) are applied as commands, and a simulated agent reports each
+// node's desired stack as observed.
+type sim struct {
+	t   *testing.T
+	f   *fsm.FSM
+	now time.Time
+	idx uint64
+}
+
+func newSim(t *testing.T, pairs int) *sim {
+	s := &sim{t: t, f: fsm.New(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s.must(&fsm.RegisterNode{Name: "w", Role: fsm.RoleWitness, Server: true, Healthy: true})
+	for i := 1; i <= pairs; i++ {
+		pair := "pair-" + string(rune('0'+i))
+		s.must(&fsm.RegisterNode{Name: "a" + string(rune('0'+i)), Pair: pair, Role: fsm.RoleActive, Targets: []string{"svc"}, Healthy: true})
+		s.must(&fsm.RegisterNode{Name: "b" + string(rune('0'+i)), Pair: pair, Role: fsm.RoleStandby, Targets: []string{"svc"}, Healthy: true})
+	}
+	return s
+}
+
+func (s *sim) apply(cmd fsm.Command) (*fsm.Result, error) {
+	s.t.Helper()
+	data, err := fsm.Encode(s.now, cmd)
+	if err != nil {
+		return nil, err
+	}
+	s.idx++
+	return fsm.ResultOf(s.f.Apply(&raft.Log{Index: s.idx, Term: 1, Type: raft.LogCommand, Data: data}))
+}
+
+func (s *sim) must(cmd fsm.Command) *fsm.Result {
+	s.t.Helper()
+	r, err := s.apply(cmd)
+	if err != nil {
+		s.t.Fatalf("%s: %v", cmd.CommandType(), err)
+	}
+	return r
+}
+
+func (s *sim) submit(mutate func(*fsm.PlanSpec)) string {
+	s.t.Helper()
+	b := fsm.NewPutBlob("fix1", []byte("module bytes"))
+	s.must(b)
+	spec := fsm.PlanSpec{Name: "p", PatchSHA256: b.SHA256, Target: "svc", Trial: 10 * time.Second, ProgressDeadline: 10 * time.Minute}
+	if mutate != nil {
+		mutate(&spec)
+	}
+	return s.must(&fsm.SubmitPlan{Spec: spec}).PlanID
+}
+
+// agents reports every live node's desired stack as observed (what a
+// working agent does), except for the nodes in skip.
+func (s *sim) agents(skip ...string) {
+	st := s.f.State()
+	for name, n := range st.Nodes {
+		if n.Status != fsm.StatusAlive || slices.Contains(skip, name) || n.Pair == "" {
+			continue
+		}
+		want := fsm.PatchIDs(st.DesiredStack(name, "svc"))
+		obs, had := st.Observed[name]["svc"]
+		if had && obs.Pid == 0 {
+			continue // the target is gone: nothing to patch
+		}
+		if !had || !slices.Equal(obs.Active, want) {
+			s.must(&fsm.ReportObserved{Node: name, Target: "svc", Pid: 100, Active: want})
+		}
+	}
+}
+
+// run steps the orchestrator (and the agents) for up to d of simulated time,
+// in ticks of 100ms, and returns the plan.
+func (s *sim) run(id string, d time.Duration, fail trialFailure, skip ...string) fsm.Plan {
+	s.t.Helper()
+	end := s.now.Add(d)
+	for s.now.Before(end) {
+		s.agents(skip...)
+		for range 10 {
+			p := s.f.State().Plans[id]
+			cmd, _ := planStep(s.f.State(), p, s.now, fail)
+			if cmd == nil {
+				break
+			}
+			if _, err := s.apply(cmd); err != nil {
+				s.t.Fatalf("the FSM refused the orchestrator's %s: %v", cmd.CommandType(), err)
+			}
+		}
+		if p := s.f.State().Plans[id]; p.State.Terminal() || p.State == fsm.PlanPaused {
+			return p
+		}
+		s.now = s.now.Add(100 * time.Millisecond)
+	}
+	return s.f.State().Plans[id]
+}
+
+func TestPlanStepCompletes(t *testing.T) {
+	for _, pairs := range []int{1, 3} {
+		s := newSim(t, pairs)
+		start := s.now
+		id := s.submit(nil)
+		p := s.run(id, time.Hour, trialFailure{})
+		if p.State != fsm.PlanCompleted {
+			t.Fatalf("%d pairs: plan is %s (%s); want completed", pairs, p.State, p.Reason)
+		}
+		trials := time.Duration(2*pairs) * 10 * time.Second
+		if took := s.now.Sub(start); took < trials || took > trials+time.Duration(pairs)*2*time.Second {
+			t.Errorf("%d pairs: plan took %v of simulated time; want the trials (%v) plus a few ticks", pairs, took, trials)
+		}
+		checkStandbyFirst(t, s.f.State(), id)
+		for _, st := range p.Steps {
+			if st.TrialPassed.Sub(st.TrialStarted) < 10*time.Second {
+				t.Errorf("%s: trial %v..%v is shorter than 10s", st.Node, st.TrialStarted, st.TrialPassed)
+			}
+		}
+	}
+}
+
+func TestPlanStepFailures(t *testing.T) {
+	cases := []struct {
+		name string
+		// at runs once the plan reaches the phase; it may change the state.
+		phase  fsm.Phase
+		at     func(s *sim, p fsm.Plan) trialFailure
+		pause  bool
+		want   fsm.PlanState
+		reason string
+		// the active was never given the patch
+		activeUntouched bool
+	}{
+		{
+			name: "standby dies in trial", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "node b1 is dead", activeUntouched: true,
+		},
+		{
+			name: "standby suspected in trial", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusSuspect, Cause: "test"})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "node b1 is suspect", activeUntouched: true,
+		},
+		{
+			name: "standby unhealthy in trial", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.SetNodeHealth{Node: "b1", Healthy: false, FailingCheck: "sip-port", CheckOutput: "refused"})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "node b1 is unhealthy (sip-port: refused)", activeUntouched: true,
+		},
+		{
+			name: "plan check fails in standby trial", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				return trialFailure{TrialFailure: apiTrialFailure("b1", p.ID, "check-sip", "timeout"), At: s.now}
+			},
+			want: fsm.PlanRolledBack, reason: "health check check-sip failed on b1", activeUntouched: true,
+		},
+		{
+			name: "check failure of an earlier trial is ignored", phase: fsm.PhaseActiveTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				return trialFailure{TrialFailure: apiTrialFailure("b1", p.ID, "check-sip", "old"), At: p.PhaseStarted.Add(-time.Second)}
+			},
+			want: fsm.PlanCompleted,
+		},
+		{
+			name: "active dies in its trial", phase: fsm.PhaseActiveTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "node a1 is dead",
+		},
+		{
+			name: "target exits on the patched standby", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.ReportObserved{Node: "b1", Target: "svc", Pid: 0})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "target svc is not running on b1", activeUntouched: true,
+		},
+		{
+			name: "pause instead of rollback", phase: fsm.PhaseStandbyTrial, pause: true,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
+				return trialFailure{}
+			},
+			want: fsm.PlanPaused, reason: "node b1 is dead", activeUntouched: true,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t, 1)
+			id := s.submit(func(sp *fsm.PlanSpec) {
+				if c.pause {
+					sp.OnFailure = fsm.OnFailurePause
+				}
+			})
+			// Run until the phase is reached.
+			for range 2000 {
+				if p := s.f.State().Plans[id]; p.Phase == c.phase {
+					break
+				}
+				s.run(id, 100*time.Millisecond, trialFailure{})
+			}
+			p := s.f.State().Plans[id]
+			if p.Phase != c.phase {
+				t.Fatalf("plan never reached %s (at %s, %s)", c.phase, p.Phase, p.State)
+			}
+			fail := c.at(s, p)
+			// A dead node's agent reports nothing.
+			var skip []string
+			for name, n := range s.f.State().Nodes {
+				if n.Status != fsm.StatusAlive {
+					skip = append(skip, name)
+				}
+			}
+			p = s.run(id, 5*time.Minute, fail, skip...)
+			if p.State != c.want {
+				t.Fatalf("plan is %s (%s); want %s", p.State, p.Reason, c.want)
+			}
+			if !strings.Contains(p.Reason, c.reason) {
+				t.Errorf("reason %q; want it to contain %q", p.Reason, c.reason)
+			}
+			st := s.f.State()
+			if c.activeUntouched {
+				for _, e := range st.NodeHistory("a1") {
+					if e.Kind == fsm.EventDesired {
+						t.Errorf("history: the active got desired %s; want it untouched", e.To)
+					}
+				}
+			}
+			if c.want == fsm.PlanRolledBack {
+				for _, n := range []string{"a1", "b1"} {
+					if d := st.DesiredStack(n, "svc"); len(d) != 0 {
+						t.Errorf("%s desired after rollback = %v; want none", n, fsm.PatchIDs(d))
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPlanStepWaits(t *testing.T) {
+	t.Run("pending until the pair is healthy", func(t *testing.T) {
+		s := newSim(t, 1)
+		s.must(&fsm.SetNodeHealth{Node: "a1", Healthy: false, FailingCheck: "x"})
+		id := s.submit(nil)
+		p := s.run(id, 30*time.Second, trialFailure{})
+		if p.State != fsm.PlanPending {
+			t.Fatalf("plan is %s; want pending while a1 is unhealthy", p.State)
+		}
+		s.must(&fsm.SetNodeHealth{Node: "a1", Healthy: true})
+		if p = s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
+			t.Fatalf("plan is %s (%s); want completed once healthy", p.State, p.Reason)
+		}
+	})
+	t.Run("apply that never converges hits the progress deadline", func(t *testing.T) {
+		s := newSim(t, 1)
+		id := s.submit(func(sp *fsm.PlanSpec) { sp.ProgressDeadline = time.Minute; sp.Trial = time.Second })
+		p := s.run(id, 5*time.Minute, trialFailure{}, "b1") // b1's agent never reports
+		if p.State != fsm.PlanRolledBack || !strings.Contains(p.Reason, "progress deadline") {
+			t.Fatalf("plan is %s (%q); want rolled_back on the progress deadline", p.State, p.Reason)
+		}
+	})
+	t.Run("rollback does not wait for a dead node", func(t *testing.T) {
+		s := newSim(t, 2)
+		id := s.submit(func(sp *fsm.PlanSpec) { sp.Trial = time.Second })
+		if p := s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
+			t.Fatalf("plan is %s; want completed", p.State)
+		}
+		s.must(&fsm.SetNodeStatus{Node: "a2", Status: fsm.StatusDead, Cause: "test"})
+		s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator", Staged: true})
+		p := s.run(id, time.Minute, trialFailure{}, "a2")
+		if p.State != fsm.PlanRolledBack {
+			t.Fatalf("plan is %s; want rolled_back without a2", p.State)
+		}
+		var order []string
+		for _, e := range s.f.State().PlanHistory(id) {
+			if e.Kind == fsm.EventDesired && e.To == "svc=" {
+				order = append(order, e.Node)
+			}
+		}
+		if want := []string{"b1", "b2", "a1", "a2"}; !slices.Equal(order, want) {
+			t.Errorf("rollback order %v; want %v", order, want)
+		}
+	})
+}
+
+func apiTrialFailure(node, plan, check, out string) api.TrialFailure {
+	return api.TrialFailure{Node: node, Plan: plan, Check: check, Output: out}
+}
