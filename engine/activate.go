@@ -52,10 +52,7 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 	for {
 		st.Attempts++
 		var busy error
-		var pause time.Duration
-		err := p.WithStopped(ctx, func(s *ptrace.Stopped) error {
-			t0 := time.Now()
-			defer func() { pause = time.Since(t0) }()
+		pause, err := p.WithStoppedTimed(ctx, func(s *ptrace.Stopped) error {
 			threads, err := w.snapshot(s)
 			if err != nil {
 				return err

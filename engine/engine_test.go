@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"lp/internal/fixture"
 	"lp/engine/proc"
+	"lp/internal/fixture"
 )
 
 var fixtures *fixture.Builder

@@ -104,6 +104,12 @@ func (p *Process) loop(started chan<- error) {
 	// Never unlocked: if this goroutine ends abnormally the OS thread exits
 	// with it, and the kernel then detaches every tracee it still holds.
 	defer close(p.done)
+	// The stop-the-world window is as long as this thread's slowest step:
+	// if it is preempted by the very threads it just resumed, the rest of
+	// the target waits stopped. Run it at the highest nice priority we are
+	// allowed (root: -20); the thread only ever blocks or briefly spins,
+	// so it takes nothing from the target otherwise.
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
 	signal.Notify(p.sigchld, unix.SIGCHLD)
 	defer signal.Stop(p.sigchld)
 

@@ -89,7 +89,7 @@ func mappingPerms(t *testing.T, pid int, lo, hi uint64) string {
 	return ""
 }
 
-func taskState(t *testing.T, pid, tid int) byte {
+func schedState(t *testing.T, pid, tid int) byte {
 	t.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
 	if err != nil {
@@ -124,7 +124,7 @@ func TestAttachStopResumeDetach(t *testing.T) {
 
 	err = p.WithStopped(context.Background(), func(s *Stopped) error {
 		for _, tid := range s.Threads() {
-			if st := taskState(t, tg.Pid, tid); st != 't' {
+			if st := schedState(t, tg.Pid, tid); st != 't' {
 				t.Errorf("thread %d state %q while stopped; want 't'", tid, st)
 			}
 			if _, err := s.Regs(tid); err != nil {
@@ -165,7 +165,7 @@ func TestThreadsCreatedDuringAttachAreCaught(t *testing.T) {
 				return err
 			}
 			for _, tid := range live {
-				st := taskState(t, tg.Pid, tid)
+				st := schedState(t, tg.Pid, tid)
 				if st == 0 || st == 'Z' || st == 'X' {
 					continue // exited between the listing and the read
 				}

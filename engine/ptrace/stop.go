@@ -9,6 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// spinFor is how long a stop polls without sleeping: a PTRACE_INTERRUPT
+// normally lands within microseconds.
+const spinFor = 50 * time.Microsecond
+
 // defaultStopTimeout bounds a stop of all threads when the caller's context
 // has no deadline.
 const defaultStopTimeout = 2 * time.Second
@@ -51,13 +55,29 @@ func (s *Stopped) WriteMem(addr uint64, data []byte) error { return s.p.writeMem
 // the kernel allows. The threads are resumed whatever fn returns, and even if
 // it panics.
 func (p *Process) WithStopped(ctx context.Context, fn func(*Stopped) error) error {
-	return p.do(func() error {
+	_, err := p.WithStoppedTimed(ctx, fn)
+	return err
+}
+
+// WithStoppedTimed is WithStopped that also returns how long the window
+// lasted, measured on the ptrace thread from the first interrupt to the
+// last resume: the pause the target's threads saw, within a few
+// microseconds (a thread stops a little after its interrupt and runs a
+// little after its resume).
+func (p *Process) WithStoppedTimed(ctx context.Context, fn func(*Stopped) error) (time.Duration, error) {
+	var window time.Duration
+	err := p.do(func() error {
+		start := time.Now()
 		if err := p.stopAll(ctx); err != nil {
 			return err
 		}
-		defer p.resumeAll()
+		defer func() {
+			p.resumeAll()
+			window = time.Since(start)
+		}()
 		return fn(&Stopped{p: p})
 	})
+	return window, err
 }
 
 // StopAll stops every thread and leaves them stopped until ResumeAll. Prefer
@@ -94,14 +114,15 @@ func (p *Process) stopAll(ctx context.Context) error {
 	return nil
 }
 
-// waitStopped polls each pending thread until it reports a stop or exit.
-// Polling (WNOHANG) rather than a blocking wait keeps the deadline
-// enforceable: a blocking wait4 cannot be interrupted, since the Go runtime
-// restarts system calls after signals. It spins briefly first, because a
-// PTRACE_INTERRUPT normally lands within microseconds.
+// waitStopped waits until each pending thread reports a stop or exit. It
+// polls (WNOHANG) briefly, then blocks in wait4 on one pending thread at a
+// time, unless that thread is in uninterruptible sleep: a blocking wait4
+// cannot be interrupted (the Go runtime restarts system calls after
+// signals), so such a thread is polled until the deadline.
 func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout time.Duration) error {
 	start := time.Now()
-	sleep := time.Duration(0)
+	lastPump := start
+	var timer *time.Timer
 	for _, t := range pending {
 		t.waited = true
 	}
@@ -157,12 +178,35 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 		if elapsed > timeout || ctx.Err() != nil {
 			return fmt.Errorf("stopping thread %d of pid %d: not stopped after %v: %w", pending[0].tid, p.pid, elapsed.Round(time.Millisecond), ErrTimeout)
 		}
-		if elapsed > 200*time.Microsecond {
-			p.pump() // collects exits that hold back the main thread's
-			if sleep < time.Millisecond {
-				sleep += 20 * time.Microsecond
+		if elapsed > spinFor {
+			// Block in wait4 for one pending thread, as a plain C tracer
+			// would: the kernel wakes us the moment it stops, with no
+			// signal or scheduler hop in between. A blocking wait4 cannot
+			// be cut short, so it is only used on a thread that is not in
+			// uninterruptible sleep (which no signal ends); such a thread
+			// is polled, and the deadline holds.
+			t := pending[0]
+			if taskState(p.pid, t.tid) != 'D' {
+				var ws unix.WaitStatus
+				if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
+					p.handle(t, ws, false)
+				}
+				continue
 			}
-			time.Sleep(sleep)
+			if time.Since(lastPump) > 10*time.Millisecond {
+				p.pump() // collects exits that hold back the main thread's
+				lastPump = time.Now()
+			}
+			if timer == nil {
+				timer = time.NewTimer(time.Millisecond)
+				defer timer.Stop()
+			} else {
+				timer.Reset(time.Millisecond)
+			}
+			select {
+			case <-p.sigchld:
+			case <-timer.C:
+			}
 		} else {
 			runtime.Gosched()
 		}
@@ -200,4 +244,23 @@ func (p *Process) stopOne(ctx context.Context, t *thread) error {
 	}
 	_ = unix.PtraceInterrupt(t.tid)
 	return p.waitStopped(ctx, []*thread{t}, timeout)
+}
+
+// taskState reads the one-letter scheduler state of a thread ("R", "S",
+// "D", "t", ...), or 0 when it is gone.
+func taskState(pid, tid int) byte {
+	var buf [512]byte
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid), unix.O_RDONLY, 0)
+	if err != nil {
+		return 0
+	}
+	defer unix.Close(fd)
+	n, _ := unix.Read(fd, buf[:])
+	s := buf[:max(n, 0)]
+	for i := len(s) - 1; i > 0; i-- {
+		if s[i] == ')' && i+2 < len(s) {
+			return s[i+2]
+		}
+	}
+	return 0
 }
