@@ -78,14 +78,14 @@ func (f *fakePatcher) active(pid int) []string {
 }
 
 // testLogger sends logs to t.Log when -v is given.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if !testing.Verbose() {
 		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -94,7 +94,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 // startSleeper starts a process that only waits, and writes its pidfile.
-func startSleeper(t *testing.T, pidfile string) int {
+func startSleeper(t testing.TB, pidfile string) int {
 	t.Helper()
 	cmd := exec.Command("sleep", "300")
 	if err := cmd.Start(); err != nil {
@@ -117,14 +117,14 @@ type nodeSpec struct {
 // testCluster is a set of in-process nodes on loopback with real TCP raft,
 // real gossip and a fake patcher.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	nodes   map[string]*Node
 	cfgs    map[string]Config
 	patcher *fakePatcher
 	pids    map[string]int
 }
 
-func startTestCluster(t *testing.T, specs []nodeSpec, tune func(*Config)) *testCluster {
+func startTestCluster(t testing.TB, specs []nodeSpec, tune func(*Config)) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, patcher: newFakePatcher(), pids: map[string]int{}}
 	servers := 0

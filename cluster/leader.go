@@ -82,13 +82,45 @@ func (n *Node) lead(ctx context.Context) {
 			lastMembers = time.Now()
 		}
 		n.orchestrate(ctx)
+		// Wake at the end of the earliest trial rather than up to a tick
+		// after it.
+		var (
+			trialEnd <-chan time.Time
+			timer    *time.Timer
+		)
+		if d, ok := n.nextTrialEnd(); ok {
+			timer = time.NewTimer(max(time.Until(d), 0))
+			trialEnd = timer.C
+		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-t.C:
 		case <-wake:
+		case <-trialEnd:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
+}
+
+// nextTrialEnd returns the earliest deadline of a running plan's trial.
+func (n *Node) nextTrialEnd() (time.Time, bool) {
+	var (
+		next  time.Time
+		found bool
+	)
+	n.fsm.View(func(s *fsm.State) {
+		for _, p := range s.Plans {
+			if p.State == fsm.PlanRunning && p.Phase.Trial() && (!found || p.PhaseDeadline.Before(next)) {
+				next, found = p.PhaseDeadline, true
+			}
+		}
+	})
+	return next, found
 }
 
 // reconcileMembers makes the raft configuration and the FSM's node status
