@@ -1,12 +1,14 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -341,16 +343,53 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
+	// A submission the FSM would refuse must change nothing, not even the
+	// blob store: try both commands on a scratch copy first.
+	submit := &fsm.SubmitPlan{Spec: spec}
+	if err := n.dryRun(blob, submit); err != nil {
+		writeErr(w, err)
+		return
+	}
 	if _, err := n.apply(blob); err != nil {
 		writeErr(w, err)
 		return
 	}
-	res, err := n.apply(&fsm.SubmitPlan{Spec: spec})
+	res, err := n.apply(submit)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: res.PlanID, PatchID: spec.PatchID})
+}
+
+// dryRun applies cmds to a scratch copy of the state (without blob data and
+// history, which no refusal depends on) and returns the first refusal.
+func (n *Node) dryRun(cmds ...fsm.Command) error {
+	s := n.fsm.State()
+	for k, b := range s.Blobs {
+		b.Data = nil // the copy shares the bytes: replace, never write
+		s.Blobs[k] = b
+	}
+	s.History = nil
+	var buf bytes.Buffer
+	if err := fsm.WriteSnapshot(&buf, s); err != nil {
+		return fmt.Errorf("dry run: %w", err)
+	}
+	scratch := fsm.New()
+	if err := scratch.Restore(io.NopCloser(&buf)); err != nil {
+		return fmt.Errorf("dry run: %w", err)
+	}
+	now := time.Now()
+	for i, c := range cmds {
+		data, err := fsm.Encode(now, c)
+		if err != nil {
+			return err
+		}
+		if _, err := fsm.ResultOf(scratch.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parseSubmit checks a submission without touching state: the plan is

@@ -114,8 +114,8 @@ func TestAPIErrors(t *testing.T) {
 			}
 		})
 	}
-	if n := len(tc.leader().State().Plans); n != 0 {
-		t.Errorf("plans after bad submissions = %d; want 0", n)
+	if st := tc.leader().State(); len(st.Plans) != 0 || len(st.Blobs) != 0 {
+		t.Errorf("after bad submissions: %d plans, %d blobs; want none", len(st.Plans), len(st.Blobs))
 	}
 	var st api.Status
 	if err := api.NewClient(base).Do(t.Context(), "GET", api.PathStatus, nil, &st); err != nil || st.Leader != "solo" || st.RaftState != "Leader" {
