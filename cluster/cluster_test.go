@@ -191,3 +191,62 @@ func TestPauseOnFailure(t *testing.T) {
 		t.Errorf("paused plan reason = %q; want the apply error", p.Reason)
 	}
 }
+
+func TestPauseResumeAbort(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.registered()
+	id := tc.submit("fix1", 2*time.Second, nil)
+	tc.waitFor(10*time.Second, "standby trial", func() bool {
+		return tc.leader().State().Plans[id].Phase == fsm.PhaseStandbyTrial
+	})
+	l := tc.leader()
+	if _, err := l.apply(&fsm.PausePlan{Plan: id, Reason: "operator"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // longer than the trial: a paused plan must not move
+	if p := tc.leader().State().Plans[id]; p.State != fsm.PlanPaused || p.Phase != fsm.PhaseStandbyTrial {
+		t.Fatalf("paused plan is %s at %s; want paused at standby_trial", p.State, p.Phase)
+	}
+	if got := tc.patcher.active(tc.pids["b-active"]); len(got) != 0 {
+		t.Errorf("active patched while paused: %v", got)
+	}
+	if _, err := tc.leader().apply(&fsm.ResumePlan{Plan: id, Cause: "operator"}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitFor(10*time.Second, "active apply after resume", func() bool {
+		return tc.leader().State().Plans[id].Phase == fsm.PhaseActiveTrial
+	})
+	if _, err := tc.leader().apply(&fsm.AbortPlan{Plan: id, Reason: "operator"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if p := tc.leader().State().Plans[id]; p.State != fsm.PlanAborted {
+		t.Fatalf("plan is %s; want aborted", p.State)
+	}
+	// Aborting leaves patches as they are; rollback undoes them.
+	if _, err := tc.leader().apply(&fsm.RollbackPlan{Plan: id, Reason: "undo", Staged: true}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPlan(id, fsm.PlanRolledBack, 10*time.Second)
+	tc.waitFor(5*time.Second, "patches reverted", func() bool {
+		return len(tc.patcher.active(tc.pids["b-active"])) == 0 && len(tc.patcher.active(tc.pids["c-standby"])) == 0
+	})
+}
+
+func TestLateProcessGetsPatches(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.registered()
+	id := tc.submit("fix1", 100*time.Millisecond, nil)
+	tc.waitPlan(id, fsm.PlanCompleted, 20*time.Second)
+	// The standby's service restarts: a new process, a new pid in the
+	// pidfile. The agent patches it without any command.
+	pidfile := tc.cfgs["c-standby"].Node.Targets["svc"].PIDFile
+	newPid := startSleeper(t, pidfile)
+	tc.waitFor(10*time.Second, "the new process patched", func() bool {
+		return slices.Equal(tc.patcher.active(newPid), []string{"fix1"})
+	})
+	tc.waitFor(10*time.Second, "the new pid observed", func() bool {
+		o := tc.leader().State().Observed["c-standby"]["svc"]
+		return o.Pid == newPid && slices.Equal(o.Active, []string{"fix1"})
+	})
+}

@@ -161,6 +161,24 @@ func (c *e2eCluster) start(name string) {
 	})
 }
 
+// waitAlive waits until the node is alive, healthy and in raft again as the
+// witness sees it.
+func (c *e2eCluster) waitAlive(name string) {
+	c.t.Helper()
+	c.waitFor(20*time.Second, name+" alive again", func() bool {
+		ms, err := c.client("w").Members(context.Background())
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.Node == name {
+				return m.Gossip == "alive" && m.Status == "alive" && m.Suffrage != "" && m.LastContact != "unknown"
+			}
+		}
+		return false
+	})
+}
+
 // kill sends SIGKILL to a node's lpd and reaps it.
 func (c *e2eCluster) kill(name string) {
 	p := c.procs[name]
@@ -328,6 +346,21 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a restarted target gets its node's patches", func(t *testing.T) {
+		p := c.procs["b2"]
+		old := p.svc
+		old.cmd.Process.Kill()
+		old.cmd.Wait()
+		// Started for the whole test (c.t), not this subtest.
+		p.svc = spawnService(c.t, c.dir, "svc-b2-again")
+		// lpd watches the old pidfile: the restarted service writes it.
+		if err := os.WriteFile(old.pidfile, []byte(fmt.Sprintf("%d\n", p.svc.pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.svc.pidfile = old.pidfile
+		p.svc.waitValue(t, 1041, 10*time.Second)
+	})
+
 	t.Run("rollback restores every node", func(t *testing.T) {
 		out, errOut, code := c.ctl("b1", "rollback", "--wait")
 		if code != 0 {
@@ -423,6 +456,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("members: exit %d, stderr %q, stdout %q", code, errOut, out)
 		}
 		c.start(old)
+		c.waitAlive(old)
 	})
 
 	t.Run("SIGTERM leaves gracefully", func(t *testing.T) {

@@ -83,8 +83,16 @@ type service struct {
 }
 
 // startService starts svc with its output in dir/name.out and writes
-// dir/name.pid; the test's cleanup kills it.
+// dir/name.pid; the test's cleanup kills it. It returns once svc prints.
 func startService(t *testing.T, dir, name string) *service {
+	t.Helper()
+	s := spawnService(t, dir, name)
+	s.waitValue(t, 42, 5*time.Second)
+	return s
+}
+
+// spawnService is startService without waiting for the first output.
+func spawnService(t *testing.T, dir, name string) *service {
 	t.Helper()
 	buildFixtures(t)
 	s := &service{out: filepath.Join(dir, name+".out"), pidfile: filepath.Join(dir, name+".pid")}
@@ -103,7 +111,6 @@ func startService(t *testing.T, dir, name string) *service {
 	if err := os.WriteFile(s.pidfile, []byte(strconv.Itoa(s.pid)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.waitValue(t, 42, 5*time.Second)
 	return s
 }
 

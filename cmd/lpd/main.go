@@ -27,6 +27,10 @@ func main() {
 
 // run is lpd without the process around it: it returns the exit status.
 func run(args []string, stderr io.Writer) int {
+	// Catch SIGTERM and SIGINT first, so that a signal during start-up
+	// still ends in a graceful leave.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	fs := flag.NewFlagSet("lpd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "node config file (lpd.yaml)")
@@ -56,8 +60,6 @@ func run(args []string, stderr io.Writer) int {
 	cfg := cluster.FromNode(n)
 	cfg.Patcher = cluster.EnginePatcher{}
 	cfg.Logger = log
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	node, err := cluster.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\n", err)

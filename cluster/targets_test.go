@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"lp/config"
+)
+
+func TestFindProcess(t *testing.T) {
+	dir := t.TempDir()
+	// A process with a unique executable path and comm: a copy of sleep.
+	sleepPath, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	data, err := os.ReadFile(sleepPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "lpfindme")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "300")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+
+	pidfile := filepath.Join(dir, "ok.pid")
+	os.WriteFile(pidfile, []byte(strconv.Itoa(pid)+"\n"), 0o600)
+	garbage := filepath.Join(dir, "garbage.pid")
+	os.WriteFile(garbage, []byte("not a pid"), 0o600)
+	// A pid that surely does not run: a reaped child's.
+	gone := exec.Command("true")
+	gone.Run()
+	stale := filepath.Join(dir, "stale.pid")
+	os.WriteFile(stale, []byte(strconv.Itoa(gone.Process.Pid)), 0o600)
+
+	cases := []struct {
+		name    string
+		target  config.Target
+		want    int
+		noProc  bool
+		errWant string
+	}{
+		{"pidfile", config.Target{PIDFile: pidfile}, pid, false, ""},
+		{"exe", config.Target{Exe: exe}, pid, false, ""},
+		{"comm", config.Target{Comm: "lpfindme"}, pid, false, ""},
+		{"missing pidfile", config.Target{PIDFile: filepath.Join(dir, "none.pid")}, 0, true, ""},
+		{"stale pidfile", config.Target{PIDFile: stale}, 0, true, ""},
+		{"garbage pidfile", config.Target{PIDFile: garbage}, 0, false, "does not hold a pid"},
+		{"no such exe", config.Target{Exe: filepath.Join(dir, "nothing")}, 0, true, ""},
+		{"no such comm", config.Target{Comm: "lp-no-such"}, 0, true, ""},
+	}
+	for _, c := range cases {
+		got, err := findProcess("/proc", c.target)
+		switch {
+		case c.noProc:
+			if !errors.Is(err, ErrNoProcess) {
+				t.Errorf("%s: findProcess = %d, %v; want ErrNoProcess", c.name, got, err)
+			}
+		case c.errWant != "":
+			if err == nil || !strings.Contains(err.Error(), c.errWant) || errors.Is(err, ErrNoProcess) {
+				t.Errorf("%s: findProcess = %d, %v; want an error containing %q", c.name, got, err, c.errWant)
+			}
+		default:
+			if err != nil || got != c.want {
+				t.Errorf("%s: findProcess = %d, %v; want %d", c.name, got, err, c.want)
+			}
+		}
+	}
+	// Two processes with the same comm: refused, not guessed.
+	cmd2 := exec.Command(exe, "300")
+	if err := cmd2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd2.Process.Kill(); cmd2.Wait() })
+	if got, err := findProcess("/proc", config.Target{Comm: "lpfindme"}); err == nil || !strings.Contains(err.Error(), "2 processes match") {
+		t.Errorf("two matches: findProcess = %d, %v; want a refusal", got, err)
+	}
+}
+
+func TestBlobStore(t *testing.T) {
+	b := blobStore{dir: filepath.Join(t.TempDir(), "patches")}
+	data := []byte("module bytes")
+	sum := hexSum(data)
+	p, err := b.path(sum, data)
+	if err != nil {
+		t.Fatalf("path: %v", err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != string(data) {
+		t.Errorf("stored %q; want %q", got, data)
+	}
+	// A corrupted file is replaced by the replicated bytes.
+	os.WriteFile(p, []byte("tampered"), 0o600)
+	if _, err := b.path(sum, data); err != nil {
+		t.Fatalf("path after tampering: %v", err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != string(data) {
+		t.Errorf("after tampering the file holds %q; want the module again", got)
+	}
+	// Bytes that do not match their hash are refused (with no good file
+	// on disk to fall back on).
+	os.Remove(p)
+	if _, err := b.path(sum, []byte("other bytes")); !errors.Is(err, ErrHashMismatch) {
+		t.Errorf("mismatching bytes: err = %v; want ErrHashMismatch", err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused module was written to %s", p)
+	}
+}
