@@ -47,7 +47,7 @@ type windowStats struct {
 // attempts the target runs: we never wait with threads stopped.
 func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Duration) (windowStats, error) {
 	deadline := time.Now().Add(timeout)
-	backoff := time.Millisecond
+	backoff := 500 * time.Microsecond
 	var st windowStats
 	for {
 		st.Attempts++
@@ -82,16 +82,16 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 			return st, nil
 		}
 		// Retry soon (a thread inside a hot function is usually out of it
-		// a moment later), but keep the target running at least 90% of
-		// the time: wait ten times the pause just inflicted, with jitter
+		// a moment later), but keep the target running at least 80% of
+		// the time: wait four times the pause just inflicted, with jitter
 		// so we do not fall into step with a periodic thread.
-		wait := max(backoff, 10*pause)
+		wait := max(backoff, 4*pause)
 		wait += time.Duration(rand.Int64N(int64(wait)/2 + 1))
 		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
 			return st, &BusyError{Err: busy, Attempts: st.Attempts, Waited: timeout}
 		}
 		time.Sleep(wait)
-		backoff = min(backoff*5/4, 10*time.Millisecond)
+		backoff = min(backoff*5/4, 5*time.Millisecond)
 	}
 }
 

@@ -229,7 +229,9 @@ func (p *Process) runInjected(ctx context.Context, t *thread, s *saved, setup fu
 // interrupts the thread and returns ErrTimeout with the thread stopped.
 func (p *Process) waitEvent(ctx context.Context, t *thread) (unix.WaitStatus, error) {
 	start := time.Now()
-	sleep := time.Duration(0)
+	lastPump := start
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	interrupted := false
 	t.waited = true
 	defer func() { t.waited = false }()
@@ -262,15 +264,26 @@ func (p *Process) waitEvent(ctx context.Context, t *thread) (unix.WaitStatus, er
 			_ = unix.PtraceInterrupt(t.tid)
 			interrupted = true
 		}
-		if time.Since(start) > 200*time.Microsecond {
-			p.pump() // forwards other threads' signals, collects exits
+		if time.Since(start) < spinFor {
+			continue
+		}
+		// Other threads keep running while one runs our code: their
+		// signals are forwarded and exits collected here too (an exiting
+		// process reports its main thread only after the others).
+		if time.Since(lastPump) > 5*time.Millisecond {
+			p.pump()
+			lastPump = time.Now()
 			if p.exitErr != nil {
 				return ws, p.exitErr
 			}
-			if sleep < time.Millisecond {
-				sleep += 20 * time.Microsecond
-			}
-			time.Sleep(sleep)
+		}
+		// Sleep until SIGCHLD (some tracee changed state), a short timer
+		// (signals coalesce) or the deadline.
+		timer.Reset(time.Millisecond)
+		select {
+		case <-p.sigchld:
+		case <-timer.C:
+		case <-ctx.Done():
 		}
 	}
 }
