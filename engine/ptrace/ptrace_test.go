@@ -452,3 +452,43 @@ func TestPanicDuringInjectionRestoresRegisters(t *testing.T) {
 	}
 	ticks(t, tg, 3)
 }
+
+// TestHelperAttachAndDie is not a test on its own: TestTracerCrash runs the
+// test binary again with LP_HELPER_PID set, to attach, stop every thread,
+// and die without detaching.
+func TestHelperAttachAndDie(t *testing.T) {
+	pid, _ := strconv.Atoi(os.Getenv("LP_HELPER_PID"))
+	if pid == 0 {
+		t.Skip("helper process only")
+	}
+	p, err := Attach(pid)
+	if err != nil {
+		fmt.Println("attach:", err)
+		os.Exit(3)
+	}
+	if err := p.StopAll(context.Background()); err != nil {
+		fmt.Println("stop:", err)
+		os.Exit(3)
+	}
+	fmt.Println("stopped")
+	unix.Kill(os.Getpid(), unix.SIGKILL)
+}
+
+// A tracer that dies (here: SIGKILL while it holds every thread stopped)
+// leaves the target detached and running: no PTRACE_O_EXITKILL.
+func TestTracerCrashLeavesTargetRunning(t *testing.T) {
+	tg, _ := target(t, "2", "1")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAttachAndDie$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("LP_HELPER_PID=%d", tg.Pid))
+	out, err := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "stopped") {
+		t.Fatalf("helper tracer did not get to stop the target: %v\n%s", err, out)
+	}
+	tids, _ := listTasks(tg.Pid)
+	for _, tid := range tids {
+		if tr, _ := fixture.TracerPid(tid); tr != 0 {
+			t.Errorf("thread %d still traced by %d after the tracer died", tid, tr)
+		}
+	}
+	ticks(t, tg, 3)
+}
