@@ -376,10 +376,12 @@ func TestBadModulesChangeNothing(t *testing.T) {
 
 func TestTargetExitingMidApplyGivesError(t *testing.T) {
 	so := mod(t, "fixinit.c")
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 12; i++ {
 		tg := svc(t, "2")
 		go func() {
-			time.Sleep(time.Duration(i) * time.Millisecond)
+			// Spread the kill over the phases of an apply: attach, load,
+			// initialiser, window, detach.
+			time.Sleep(time.Duration(i*i) * 300 * time.Microsecond)
 			tg.Kill()
 		}()
 		done := make(chan error, 1)

@@ -183,10 +183,19 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 			// would: the kernel wakes us the moment it stops, with no
 			// signal or scheduler hop in between. A blocking wait4 cannot
 			// be cut short, so it is only used on a thread that is not in
-			// uninterruptible sleep (which no signal ends); such a thread
-			// is polled, and the deadline holds.
+			// uninterruptible sleep (which no signal ends) or dying; such
+			// a thread is polled, and the deadline holds.
+			// Never the main thread while others live: a dying process
+			// reports its main thread's exit only after we collected every
+			// other thread's, which this very wait would hold back.
 			t := pending[0]
-			if taskState(p.pid, t.tid) != 'D' {
+			for _, c := range pending {
+				if c.tid != p.pid {
+					t = c
+					break
+				}
+			}
+			if st := taskState(p.pid, t.tid); st != 'D' && st != 'Z' && st != 'X' && st != 0 && (t.tid != p.pid || len(p.threads) == 1) {
 				var ws unix.WaitStatus
 				if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
 					p.handle(t, ws, false)
