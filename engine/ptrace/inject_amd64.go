@@ -106,7 +106,7 @@ func (p *Process) inject(ctx context.Context, setup func(*Regs) error, syscall b
 		ctx, cancel = context.WithTimeout(ctx, defaultInjectTimeout)
 		defer cancel()
 	}
-	t := p.pickThread()
+	t := p.pickThread(!syscall)
 	if t == nil {
 		return 0, &ExitError{Pid: p.pid, Status: "no threads left"}
 	}
@@ -139,20 +139,62 @@ func (p *Process) inject(ctx context.Context, setup func(*Regs) error, syscall b
 	return ret, runErr
 }
 
-func (p *Process) pickThread() *thread {
-	var any *thread
-	for _, t := range p.threads {
-		if t.state == stopped && !t.group {
-			return t
+func (p *Process) pickThread(forCall bool) *thread {
+	var best *thread
+	bestScore := -1
+	for _, t := range p.sortedThreads() {
+		if t.group {
+			continue
 		}
-		if t.tid == p.pid || any == nil {
-			any = t
+		score := 0
+		if t.state == stopped {
+			score = 8 // already stopped for us: no extra stop
+		}
+		if forCall {
+			// A called function may take locks (malloc's, the dynamic
+			// linker's). A thread interrupted in user space may hold one and
+			// deadlock on it; a thread asleep in a system call is at a call
+			// boundary and holds none of libc's.
+			score += callSafety(p.pid, t.tid)
+		}
+		if t.tid == p.pid {
+			score++ // the main thread, all else equal
+		}
+		if score > bestScore {
+			best, bestScore = t, score
 		}
 	}
-	if main := p.threads[p.pid]; main != nil {
-		return main
+	return best
+}
+
+// callSafety ranks a thread for running an injected call by the system call
+// it sleeps in (/proc/PID/task/TID/syscall): a quiet wait is best, a futex
+// wait next, any other system call after, running in user space last.
+func callSafety(pid, tid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid))
+	if err != nil {
+		return 0
 	}
-	return any
+	f := strings.Fields(string(data))
+	if len(f) == 0 || f[0] == "running" || f[0] == "-1" {
+		return 0
+	}
+	nr, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	switch nr {
+	case unix.SYS_READ, unix.SYS_POLL, unix.SYS_SELECT, unix.SYS_PAUSE, unix.SYS_NANOSLEEP,
+		unix.SYS_ACCEPT, unix.SYS_ACCEPT4, unix.SYS_RECVFROM, unix.SYS_RECVMSG, unix.SYS_WAIT4,
+		unix.SYS_EPOLL_WAIT, unix.SYS_EPOLL_PWAIT, unix.SYS_CLOCK_NANOSLEEP, unix.SYS_PPOLL,
+		unix.SYS_PSELECT6, unix.SYS_RT_SIGSUSPEND, unix.SYS_RT_SIGTIMEDWAIT:
+		return 3
+	case unix.SYS_FUTEX:
+		return 2
+	case unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_BRK, unix.SYS_MPROTECT, unix.SYS_MREMAP:
+		return 0 // malloc may hold its arena lock around these
+	}
+	return 1
 }
 
 // runInjected sets the registers, lets the thread run and waits for the end

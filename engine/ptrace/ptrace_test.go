@@ -38,7 +38,7 @@ func target(t *testing.T, args ...string) (*fixture.Target, map[string]uint64) {
 	tg := fixture.Start(t, bin, args...)
 	line, _ := tg.WaitPrefix(t, 0, 10*time.Second, "ready")
 	addrs := map[string]uint64{}
-	for _, k := range []string{"add", "sleep", "crash", "getpid"} {
+	for _, k := range []string{"add", "sleep", "crash", "getpid", "tid"} {
 		v, err := strconv.ParseUint(strings.TrimPrefix(fixture.Field(line, k), "0x"), 16, 64)
 		if err != nil {
 			t.Fatalf("parsing %s in %q: %v", k, line, err)
@@ -431,7 +431,7 @@ func TestPanicDuringInjectionRestoresRegisters(t *testing.T) {
 	tg, _ := target(t, "1", "1")
 	p := attach(t, tg.Pid)
 	err := p.do(func() error {
-		t0 := p.pickThread()
+		t0 := p.pickThread(false)
 		if err := p.stopOne(context.Background(), t0); err != nil {
 			return err
 		}
@@ -491,4 +491,21 @@ func TestTracerCrashLeavesTargetRunning(t *testing.T) {
 		}
 	}
 	ticks(t, tg, 3)
+}
+
+// An injected call borrows a thread asleep in a system call, never one busy
+// in user space (which may hold a lock the called function needs).
+func TestCallRunsOnSleepingThread(t *testing.T) {
+	tg, addrs := target(t, "4", "1")
+	p := attach(t, tg.Pid)
+	for i := 0; i < 10; i++ {
+		got, err := p.Call(context.Background(), addrs["tid"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", tg.Pid, got))
+		if strings.HasPrefix(string(data), "running") {
+			t.Fatalf("call %d ran on thread %d, which is busy in user space", i, got)
+		}
+	}
 }

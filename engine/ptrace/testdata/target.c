@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static volatile unsigned long counter;
@@ -26,6 +27,8 @@ __attribute__((noinline)) long target_sleep(long ms) {
 	nanosleep(&ts, NULL);
 	return ms;
 }
+
+__attribute__((noinline)) long target_tid(void) { return syscall(SYS_gettid); }
 
 __attribute__((noinline)) long target_crash(long x) {
 	volatile long *p = (long *)16;
@@ -75,8 +78,8 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < nbusy; i++) pthread_create(&t, NULL, busy, NULL);
 	for (int i = 0; i < nblocked; i++) pthread_create(&t, NULL, blocked, NULL);
 	if (spawn) pthread_create(&t, NULL, spawner, NULL);
-	printf("ready pid=%d add=%p sleep=%p crash=%p getpid=%p\n", getpid(), (void *)target_add,
-	       (void *)target_sleep, (void *)target_crash, (void *)getpid);
+	printf("ready pid=%d add=%p sleep=%p crash=%p getpid=%p tid=%p\n", getpid(), (void *)target_add,
+	       (void *)target_sleep, (void *)target_crash, (void *)getpid, (void *)target_tid);
 	fflush(stdout);
 	if (readstdin) {
 		for (;;) {
