@@ -253,6 +253,18 @@ func TestRevertUnderneathStack(t *testing.T) {
 	expect(t, tg, "scale", 15)
 }
 
+func TestPatchableEntryPad(t *testing.T) {
+	tg := svc(t, "1")
+	expect(t, tg, "padded", 2)
+	res := apply(t, tg.Pid, "fixpadded.c", Options{})
+	if f := res.Patch.Funcs[0]; f.Site != f.Addr || len(f.Prev) != 5 {
+		t.Errorf("site %#x len %d; want the 5-byte pad at the entry %#x", f.Site, len(f.Prev), f.Addr)
+	}
+	expect(t, tg, "padded", 101)
+	revert(t, tg.Pid, "fixpadded", false)
+	expect(t, tg, "padded", 2)
+}
+
 func TestBranchIntoRegionRefused(t *testing.T) {
 	tg := svc(t, "1")
 	addr := mustSym(t, tg.Pid, "loopy")

@@ -7,7 +7,7 @@
 // printed as "BAD". The main thread prints, every 2 ms, what the current
 // versions return:
 //
-//   v classify=C scale=S limit=L calls=N loopy=Y
+//   v classify=C scale=S limit=L calls=N loopy=Y padded=P bad=B
 //
 // With "park", one more thread sits inside parked() for ever.
 #define _GNU_SOURCE
@@ -47,6 +47,10 @@ __asm__(".text\n.globl loopy\n.type loopy,@function\nloopy:\n"
         "  jl 1b\n"
         "  ret\n"
         ".size loopy, .-loopy\n");
+
+// Too short for a jump on its own (lea; ret), but compiled with a 5-byte
+// NOP pad at entry (-fpatchable-function-entry), which lp patches through.
+__attribute__((noipa, patchable_function_entry(5, 0))) int padded(int x) { return x + 1; }
 
 __attribute__((noipa)) int parked(int x) {
 	volatile int y = x * 3;
@@ -102,8 +106,8 @@ int main(int argc, char **argv) {
 	for (;;) {
 		struct timespec ts = {0, 2000000};
 		nanosleep(&ts, NULL);
-		printf("v classify=%d scale=%d limit=%d calls=%d loopy=%d bad=%ld\n", classify(20), scale(5), limit, calls,
-		       loopy(3), bad);
+		printf("v classify=%d scale=%d limit=%d calls=%d loopy=%d padded=%d bad=%ld\n", classify(20), scale(5), limit,
+		       calls, loopy(3), padded(1), bad);
 		fflush(stdout);
 	}
 }
