@@ -95,3 +95,84 @@ func TestLeaderChangeResumesPlan(t *testing.T) {
 	}
 	checkStandbyFirst(t, tc.leader().State(), id)
 }
+
+// TestPartitionedLeaderCannotMovePlan cuts the leader off from the other
+// raft servers while a plan's standby is in trial: the majority elects a new
+// leader that resumes the plan; the old leader, alone, commits nothing; when
+// the partition heals the history holds each phase once.
+func TestPartitionedLeaderCannotMovePlan(t *testing.T) {
+	specs := []nodeSpec{
+		{name: "w1", role: "witness", server: true},
+		{name: "w2", role: "witness", server: true},
+		{name: "w3", role: "witness", server: true},
+		{name: "x-active", pair: "p1", role: "active"},
+		{name: "y-standby", pair: "p1", role: "standby"},
+	}
+	var names []string
+	for _, s := range specs {
+		names = append(names, s.name)
+	}
+	trans := inmemTransports(names)
+	tc := startTestCluster(t, specs, func(c *Config) {
+		c.RaftTransport = trans[c.Node.Node]
+		c.InmemStore = true
+	})
+	tc.registered()
+	id := tc.submit("fix1", 1500*time.Millisecond, nil)
+	tc.waitFor(20*time.Second, "standby trial", func() bool {
+		return tc.leader().State().Plans[id].Phase == fsm.PhaseStandbyTrial
+	})
+	old := tc.leader()
+	isolated := trans[old.Name()].(*raft.InmemTransport)
+	isolated.DisconnectAll()
+	for name, tr := range trans {
+		if name != old.Name() {
+			tr.(*raft.InmemTransport).Disconnect(isolated.LocalAddr())
+		}
+	}
+	// A new leader among the others finishes the plan.
+	var nl *Node
+	tc.waitFor(10*time.Second, "a new leader", func() bool {
+		for _, n := range tc.nodes {
+			if n != old && n.IsLeader() {
+				nl = n
+				return true
+			}
+		}
+		return false
+	})
+	tc.waitFor(30*time.Second, "plan completed by the new leader", func() bool {
+		return nl.State().Plans[id].State == fsm.PlanCompleted
+	})
+	if old.IsLeader() {
+		t.Errorf("the isolated node %s still claims leadership", old.Name())
+	}
+	if p := old.State().Plans[id]; p.State == fsm.PlanCompleted {
+		t.Errorf("the isolated node's replica saw the plan complete without the majority")
+	}
+	// Heal: the old leader catches up to the same history.
+	for name, tr := range trans {
+		if name != old.Name() {
+			tr.(*raft.InmemTransport).Connect(isolated.LocalAddr(), isolated)
+			isolated.Connect(tr.LocalAddr(), tr)
+		}
+	}
+	tc.waitFor(20*time.Second, "the old leader catches up", func() bool {
+		return old.State().Plans[id].State == fsm.PlanCompleted
+	})
+	phases := map[string]int{}
+	for _, e := range old.State().PlanHistory(id) {
+		if e.Kind == fsm.EventPlanPhase {
+			phases[e.To]++
+		}
+	}
+	if len(phases) != 4 {
+		t.Errorf("phases entered: %v; want 4", phases)
+	}
+	for ph, k := range phases {
+		if k != 1 {
+			t.Errorf("phase %s entered %d times; want once", ph, k)
+		}
+	}
+	checkStandbyFirst(t, old.State(), id)
+}
