@@ -169,7 +169,8 @@ func (n *Node) startRaft() error {
 	rc.CommitTimeout = c.CommitTimeout
 	rc.SnapshotThreshold = 4096
 	rc.TrailingLogs = 4096
-	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{n.log.With("part", "raft")}})
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true,
+		Output: slogWriter{n.log.With("part", "raft")}})
 	rc.Logger = hl
 
 	var (
@@ -454,13 +455,22 @@ func (n *Node) gossipLoop() {
 	}
 }
 
-// slogWriter turns hclog's lines into slog records.
+// slogWriter turns hclog's lines ("[WARN]  raft: text") into slog records
+// of the same level.
 type slogWriter struct{ log *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		level := slog.LevelInfo
+		for prefix, l := range map[string]slog.Level{"[TRACE]": slog.LevelDebug - 4, "[DEBUG]": slog.LevelDebug,
+			"[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError} {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				level, line = l, strings.TrimSpace(rest)
+				break
+			}
+		}
 		if line != "" {
-			w.log.Info(line)
+			w.log.Log(context.Background(), level, line)
 		}
 	}
 	return len(p), nil
