@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"lp/cluster/api"
 	"lp/fsm"
 	"lp/heartbeat"
@@ -70,8 +72,10 @@ func (a *agent) once(ctx context.Context) {
 	)
 	n.fsm.View(func(s *fsm.State) { self, registered = s.Nodes[n.name] })
 	hasLeader = func() bool { name, _ := n.leaderAPI(); return name != "" }()
-	if !hasLeader {
-		return // nothing to report to; the engine is left as it is
+	if !hasLeader || !n.caughtUp() {
+		// Nothing to report to, or a replica that may be stale (just
+		// restarted, or cut off): the targets are left as they are.
+		return
 	}
 	if !registered || a.needsRegister(self) {
 		if time.Since(a.lastReg) < time.Second {
@@ -87,6 +91,19 @@ func (a *agent) once(ctx context.Context) {
 		a.reconcileTarget(ctx, name)
 	}
 	a.runTrial(ctx)
+}
+
+// caughtUp reports whether this node's replica is fit to act on: the leader
+// itself, or a follower in recent contact with the leader that has applied
+// everything it knows to be committed.
+func (n *Node) caughtUp() bool {
+	if n.raft.State() == raft.Leader {
+		return true
+	}
+	if time.Since(n.raft.LastContact()) > 5*n.cfg.HeartbeatTimeout {
+		return false
+	}
+	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
 }
 
 func (a *agent) needsRegister(self fsm.Node) bool {
