@@ -325,8 +325,37 @@ func TestEndToEnd(t *testing.T) {
 	var planID string
 	t.Run("plan completes standby first", func(t *testing.T) {
 		path := c.writePlan("plan.yaml", "name: fix-answer\npatch: fix.so\ntarget: svc\npairs: [pair-1, pair-2]\ntrial: 1s\nprogress_deadline: 2m\n")
+		// Watch the targets' own output: when does each first print the
+		// patched value?
+		firstPatched := map[string]time.Time{}
+		stop := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				for _, n := range all {
+					if _, ok := firstPatched[n]; !ok && c.procs[n].svc.value() == 1041 {
+						firstPatched[n] = time.Now()
+					}
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		}()
 		// Submitted to a non-voter: forwarded to the leader.
 		out, errOut, code := c.ctl("a2", "plan", "submit", path, "--wait")
+		close(stop)
+		<-sampled
+		for _, order := range [][2]string{{"b1", "a1"}, {"a1", "b2"}, {"b2", "a2"}} {
+			first, second := firstPatched[order[0]], firstPatched[order[1]]
+			if first.IsZero() || second.IsZero() || !first.Before(second) {
+				t.Errorf("targets' output: %s patched at %v, %s at %v; want %s strictly first",
+					order[0], first.Format(time.StampMilli), order[1], second.Format(time.StampMilli), order[0])
+			}
+		}
 		if code != 0 {
 			t.Fatalf("plan submit --wait: exit %d; stderr %q; stdout %q", code, errOut, out)
 		}
