@@ -435,9 +435,8 @@ func TestEndToEnd(t *testing.T) {
 		c.start("a2")
 		d := c.waitPlanState("w", id, fsm.PlanCompleted, 40*time.Second)
 		checkRollout(t, d)
-		for name, s := range c.services(all...) {
+		for _, s := range c.services(all...) {
 			s.waitValue(t, 1041, 5*time.Second)
-			_ = name
 		}
 	})
 
@@ -486,6 +485,36 @@ func TestEndToEnd(t *testing.T) {
 		}
 		c.start(old)
 		c.waitAlive(old)
+	})
+
+	t.Run("failing trial check rolls back automatically", func(t *testing.T) {
+		// Start from a clean slate: the previous plan's patches go first.
+		if out, errOut, code := c.ctl("w", "rollback", "--wait"); code != 0 {
+			t.Fatalf("rollback --wait: exit %d; stderr %q; stdout %q", code, errOut, out)
+		}
+		path := c.writePlan("plan4.yaml", "name: doomed\npatch: fix.so\ntarget: svc\npairs: [pair-1]\ntrial: 5s\n"+
+			"health:\n  - name: says-no\n    exec: echo degraded; exit 1\n    interval: 100ms\n    failures: 2\n")
+		out, errOut, code := c.ctl("w", "plan", "submit", path, "--wait")
+		if code != 2 || !strings.Contains(errOut, "health check says-no failed on b1") {
+			t.Fatalf("plan submit --wait: exit %d, stderr %q; want 2 (rolled back) naming the check", code, errOut)
+		}
+		id := strings.SplitN(out, "\n", 2)[0]
+		d := c.plan("w", id)
+		standbyRan := false
+		for _, e := range d.History {
+			if e.Kind == fsm.EventDesired && e.Node == "a1" {
+				t.Errorf("history: the active a1 got desired %s; want it never patched", e.To)
+			}
+			if e.Kind == fsm.EventObserved && e.Node == "b1" && strings.Contains(e.To, "fix-answer") {
+				standbyRan = true
+			}
+		}
+		if !standbyRan {
+			t.Errorf("history: b1 never reported running the patch; want its trial to have started")
+		}
+		for _, s := range c.services("a1", "b1") {
+			s.waitValue(t, 42, 5*time.Second)
+		}
 	})
 
 	t.Run("SIGTERM leaves gracefully", func(t *testing.T) {
