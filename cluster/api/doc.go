@@ -1,8 +1,24 @@
 // Package api holds the wire types of lpd's HTTP JSON API and a client for
 // it. The server side lives in package cluster; lpctl uses Client.
 //
+// Endpoints (reads are answered from the node's own FSM replica; writes are
+// applied by the raft leader, a follower forwards them once):
+//
+//	GET  /v1/status                 Status: this node's raft view
+//	GET  /v1/members                []Member: gossip + raft + FSM, with last contact
+//	POST /v1/plans                  SubmitRequest -> SubmitResponse (201)
+//	GET  /v1/plans                  []PlanDetail (without history)
+//	GET  /v1/plans/{id}             PlanDetail: spec, progress, nodes, history
+//	POST /v1/plans/{id}/rollback    ActionResponse (also pause, resume, abort)
+//	POST /v1/rollback               ActionResponse: rolls back the latest plan
+//	POST /v1/nodes/{name}/promote   ActionResponse: the node becomes active
+//	POST /v1/internal/...           agent reports: register, observed, trial-failure
+//
 // Every response body is JSON. An error answer carries {"error": "one line"}
-// and a non-2xx status; Client turns it into an *Error.
+// and a non-2xx status: 400 bad request or plan, 404 unknown plan or node,
+// 409 refused by the state (the FSM's reason), 413 too large, 503 no raft
+// leader ("no raft leader (is a quorum of servers up?)"). Client turns it
+// into an *Error; a transport failure reads "cannot reach lpd at ADDR: CAUSE".
 //
 // # Concurrency
 //
