@@ -75,13 +75,14 @@ func (n *Node) lead(ctx context.Context) {
 	t := time.NewTicker(n.cfg.LeaderInterval)
 	defer t.Stop()
 	lastMembers := time.Time{}
+	refused := map[string]time.Time{}
 	for {
 		wake := n.changed.C()
 		if time.Since(lastMembers) >= 250*time.Millisecond {
 			n.reconcileMembers()
 			lastMembers = time.Now()
 		}
-		n.orchestrate(ctx)
+		n.orchestrate(ctx, refused)
 		// Wake at the end of the earliest trial rather than up to a tick
 		// after it.
 		var (
@@ -213,8 +214,10 @@ func memberStatus(s heartbeat.MemberState) fsm.Status {
 }
 
 // orchestrate applies the next step of every unfinished plan until none has
-// one (a bounded number of rounds per call).
-func (n *Node) orchestrate(ctx context.Context) {
+// one (a bounded number of rounds per call). A step the FSM refused is not
+// tried again for a second (refusals are log entries too); refused is the
+// caller's memory of them, by plan and command type.
+func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 	for range 16 {
 		if ctx.Err() != nil {
 			return
@@ -228,11 +231,17 @@ func (n *Node) orchestrate(ctx context.Context) {
 		}
 		progressed := false
 		for _, st := range steps {
+			key := st.plan + " " + string(st.cmd.CommandType())
+			if at, ok := refused[key]; ok && time.Since(at) < time.Second {
+				continue
+			}
 			res, err := n.apply(st.cmd)
 			if err != nil {
+				refused[key] = time.Now()
 				n.log.Warn("orchestrator step refused", "plan", st.plan, "type", st.cmd.CommandType(), "why", st.why, "err", err)
 				continue
 			}
+			delete(refused, key)
 			n.log.Info("orchestrator step", "plan", st.plan, "type", st.cmd.CommandType(), "why", st.why, "noop", res.Noop)
 			if !res.Noop {
 				progressed = true
