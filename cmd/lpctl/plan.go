@@ -181,10 +181,13 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTATUS\tDESIRED\tOBSERVED\tPID\tCONVERGED\tERROR")
 	for _, n := range d.Nodes {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, n.Converged, n.Error)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, n.Converged, dash(n.Error))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "history:")
+	if len(d.History) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
 	for _, e := range d.History {
 		fmt.Fprintf(w, "  %s\n", eventLine(e))
 	}
