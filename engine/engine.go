@@ -250,6 +250,9 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		}
 		l, err = s.loadInject(m, near)
 	}
+	if err == nil {
+		err = ctx.Err() // cancelled while loading: unwind before activating
+	}
 	if err != nil {
 		if l != nil && l.initRan {
 			// Its initialisers ran: code of the module may be referenced

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +24,14 @@ func patchCommand(a *app) *cobra.Command {
 	}
 	c.AddCommand(patchApplyCommand(a), patchListCommand(a), patchRevertCommand(a), patchInspectCommand(a))
 	return c
+}
+
+// interruptible turns SIGINT and SIGTERM into a cancelled context for the
+// duration of an engine operation. Dying of the signal instead could leave a
+// target thread running injected code with our registers; cancelled, the
+// engine unwinds, detaches and returns.
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 }
 
 type engineFlags struct {
@@ -55,7 +65,9 @@ func patchApplyCommand(a *app) *cobra.Command {
 		Short: "Load a patch module into a running process and activate it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := engine.Apply(context.Background(), f.pid, args[0], f.options(a))
+			ctx, stop := interruptible()
+			defer stop()
+			res, err := engine.Apply(ctx, f.pid, args[0], f.options(a))
 			if err != nil {
 				return err
 			}
@@ -148,7 +160,9 @@ func patchRevertCommand(a *app) *cobra.Command {
 		Short: "Put back the code a patch replaced",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := engine.Revert(context.Background(), f.pid, args[0], cascade, f.options(a))
+			ctx, stop := interruptible()
+			defer stop()
+			res, err := engine.Revert(ctx, f.pid, args[0], cascade, f.options(a))
 			if err != nil {
 				return err
 			}

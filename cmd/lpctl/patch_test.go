@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,4 +128,50 @@ func TestPatchVerbErrors(t *testing.T) {
 	if line := lastV(t, tg); !strings.Contains(line, "classify=1 ") {
 		t.Errorf("target changed by refused commands: %q", line)
 	}
+}
+
+// Ctrl-C during an apply that is still retrying its window: lpctl exits
+// with an error, and the target is left detached, unpatched and running.
+func TestPatchApplyInterrupted(t *testing.T) {
+	b := fixture.NewBuilder(t.TempDir())
+	svc := b.Build(t, "svc", "-O2", "-pthread", "../../engine/testdata/svc.c")
+	fix := b.Build(t, "fixparked.so", "-shared", "-fPIC", "-O2", "-I../../include", "../../engine/testdata/fixparked.c")
+	bin := t.TempDir() + "/lpctl"
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	tg := fixture.Start(t, svc, "1", "park")
+	tg.WaitPrefix(t, 0, 10*time.Second, "v ")
+	cmd := exec.Command(bin, "patch", "apply", "--pid", fmt.Sprint(tg.Pid), "--timeout", "30s", fix)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // loaded; retrying: a thread is parked inside
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("interrupted apply exited 0; stderr %q", stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("lpctl did not stop after SIGINT")
+	}
+	if tr, _ := fixture.TracerPid(tg.Pid); tr != 0 {
+		t.Errorf("target still traced by %d", tr)
+	}
+	ps, err := engine.List(tg.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.State == engine.StateActive {
+			t.Errorf("patch %s active after an interrupted apply", p.ID)
+		}
+	}
+	lastV(t, tg)
 }
