@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 func (c *RegisterNode) apply(x *applyCtx) error {
@@ -27,7 +28,9 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 			Name: c.Name, Pair: c.Pair, Role: c.Role, Server: c.Server, Voter: c.Voter,
 			APIAddr: c.APIAddr, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr,
 			Targets: targets, Status: StatusAlive, Healthy: c.Healthy, LastSeen: x.at,
+			Roles: c.Roles, FailoverAfter: c.FailoverAfter,
 		}
+		x.trackDown(&n, Node{Status: StatusAlive, Healthy: true})
 		s.Nodes[c.Name] = n
 		x.record(Event{Node: c.Name, Pair: c.Pair, Kind: EventNodeRegistered, To: string(c.Role)})
 		return nil
@@ -45,7 +48,14 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 	if c.Healthy != old.Healthy {
 		n.Healthy, n.FailingCheck, n.CheckOutput = c.Healthy, "", ""
 	}
+	n.Roles, n.FailoverAfter = c.Roles, c.FailoverAfter
+	x.trackDown(&n, old)
 	s.Nodes[c.Name] = n
+	if old.Roles != n.Roles || old.FailoverAfter != n.FailoverAfter {
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeUpdated,
+			From: fmt.Sprintf("roles=%s failover_after=%v", rolesName(old.Roles), old.FailoverAfter),
+			To:   fmt.Sprintf("roles=%s failover_after=%v", rolesName(n.Roles), n.FailoverAfter), Cause: "registration"})
+	}
 	if from, to := old.summary(), n.summary(); from != to {
 		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeUpdated, From: from, To: to, Cause: "registration"})
 	}
@@ -56,6 +66,24 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeHealth, From: old.health(), To: n.health(), Cause: "registration"})
 	}
 	return nil
+}
+
+func rolesName(r string) string {
+	if r == "" {
+		return RolesManaged
+	}
+	return r
+}
+
+// trackDown keeps n.DownSince: set to the command time when n stops being
+// alive and healthy (old is n before the command), cleared when it is both.
+func (x *applyCtx) trackDown(n *Node, old Node) {
+	switch {
+	case n.Up():
+		n.DownSince = time.Time{}
+	case old.Up() || n.DownSince.IsZero():
+		n.DownSince = x.at
+	}
 }
 
 func pairName(p string) string {
@@ -95,6 +123,7 @@ func (c *SetNodeStatus) apply(x *applyCtx) error {
 	if c.Status == StatusAlive {
 		n.LastSeen = x.at
 	}
+	x.trackDown(&n, x.s.Nodes[c.Node])
 	x.s.Nodes[c.Node] = n
 	if old != c.Status {
 		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeStatus, From: string(old), To: string(c.Status), Cause: c.Cause})
@@ -118,6 +147,7 @@ func (c *SetNodeHealth) apply(x *applyCtx) error {
 		x.noop("node %s is already %s", c.Node, n.health())
 		return nil
 	}
+	x.trackDown(&n, old)
 	x.s.Nodes[c.Node] = n
 	if old.health() != n.health() {
 		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeHealth, From: old.health(), To: n.health(), Cause: n.CheckOutput})
@@ -134,15 +164,27 @@ func (c *SetRole) apply(x *applyCtx) error {
 	if n.Role == RoleWitness || n.Pair == "" {
 		return refuse(ErrConflict, "node %s is a witness and has no pair; it cannot be %s", c.Node, c.Role)
 	}
+	if c.Probed && !n.External() {
+		return refuse(ErrConflict, "node %s has managed roles; lp sets its role, not a probe", c.Node)
+	}
+	if !c.Probed && n.External() {
+		return refuse(ErrConflict, "node %s has external roles (role_probe); lp does not set its role", c.Node)
+	}
+	if c.Handover != "" {
+		h, ok := s.Nodes[c.Handover]
+		if !ok || h.Pair != n.Pair || h.Name == n.Name {
+			return refuse(ErrConflict, "handover from %s to %s: %s is not the other member of pair %s", c.Node, c.Handover, c.Handover, n.Pair)
+		}
+	}
 	if n.Role == c.Role {
 		x.noop("node %s is already %s", c.Node, c.Role)
 		return nil
 	}
-	if c.Role == RoleActive && (n.Status == StatusDead || n.Status == StatusLeft) {
+	if c.Role == RoleActive && !c.Probed && (n.Status == StatusDead || n.Status == StatusLeft) {
 		return refuse(ErrConflict, "node %s is %s; a dead or departed node cannot be promoted", c.Node, n.Status)
 	}
 	var demote []Node
-	if c.Role == RoleActive {
+	if c.Role == RoleActive && !c.Probed {
 		for _, o := range s.pairMembers(n.Pair) {
 			if o.Name != n.Name && o.Role == RoleActive {
 				demote = append(demote, o)
@@ -151,15 +193,61 @@ func (c *SetRole) apply(x *applyCtx) error {
 	}
 	// All checks are done: change state.
 	for _, o := range demote {
-		o.Role = RoleStandby
+		o.PrevRole, o.Role = o.Role, RoleStandby
+		o.RoleEpoch++
 		s.Nodes[o.Name] = o
 		x.record(Event{Node: o.Name, Pair: o.Pair, Kind: EventRole, From: string(RoleActive), To: string(RoleStandby),
 			Cause: fmt.Sprintf("%s promoted: %s", n.Name, c.Cause)})
 	}
+	if c.Role == RoleActive {
+		for _, o := range s.pairMembers(n.Pair) {
+			if o.Handover != "" {
+				o.Handover, o.HandoverDeadline = "", time.Time{}
+				s.Nodes[o.Name] = o
+			}
+		}
+		n.Handover, n.HandoverDeadline = "", time.Time{}
+	} else {
+		n.Handover, n.HandoverDeadline = c.Handover, c.HandoverDeadline
+	}
 	from := n.Role
-	n.Role = c.Role
+	n.PrevRole, n.Role = n.Role, c.Role
+	n.RoleEpoch++
 	s.Nodes[n.Name] = n
 	x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventRole, From: string(from), To: string(c.Role), Cause: c.Cause})
+	return nil
+}
+
+func (c *ReportHook) apply(x *applyCtx) error {
+	n, ok := x.s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	if c.Epoch > n.RoleEpoch {
+		return refuse(ErrConflict, "node %s: hook report for role change %d, but the node has had %d", c.Node, c.Epoch, n.RoleEpoch)
+	}
+	if c.Epoch <= n.HookEpoch {
+		x.noop("node %s: the hook of role change %d is already reported", c.Node, c.Epoch)
+		return nil
+	}
+	n.HookEpoch = c.Epoch
+	x.s.Nodes[c.Node] = n
+	var cause string
+	switch {
+	case c.Hook == "":
+		cause = "no hook owed"
+	case c.Skipped:
+		cause = c.Hook + " not run: " + c.Output
+	case c.OK:
+		cause = c.Hook + " ok"
+	default:
+		cause = c.Hook + " failed: " + c.Output
+	}
+	if c.OK && c.Output != "" && !c.Skipped {
+		cause += ": " + c.Output
+	}
+	x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventHook, From: string(n.PrevRole), To: string(n.Role),
+		Cause: fmt.Sprintf("role change %d: %s", c.Epoch, clip(cause, maxText))})
 	return nil
 }
 

@@ -45,6 +45,7 @@ const (
 	TypeFailPlan       CommandType = "fail_plan"
 	TypeSetDesired     CommandType = "set_desired"
 	TypeReportObserved CommandType = "report_observed"
+	TypeReportHook     CommandType = "report_hook"
 )
 
 // Command is one state change. The set is closed: every implementation is
@@ -96,6 +97,8 @@ func newCommand(t CommandType) Command {
 		return &SetDesired{}
 	case TypeReportObserved:
 		return &ReportObserved{}
+	case TypeReportHook:
+		return &ReportHook{}
 	}
 	return nil
 }
@@ -256,6 +259,10 @@ type RegisterNode struct {
 	GossipAddr string   `json:"gossip_addr"`
 	Targets    []string `json:"targets"`
 	Healthy    bool     `json:"healthy"`
+	// Roles and FailoverAfter come from the node's config and follow it on
+	// every registration ("" and 0: managed, no failover delay set).
+	Roles         string        `json:"roles,omitempty"`
+	FailoverAfter time.Duration `json:"failover_after,omitempty"`
 }
 
 // SetNodeStatus records a membership status change.
@@ -276,10 +283,34 @@ type SetNodeHealth struct {
 // SetRole sets the role of a pair member. Promoting a node to active makes
 // the other member of its pair standby in the same command; promotion is
 // refused for a node without a pair and for a dead or departed node.
+// Every role change bumps the node's RoleEpoch.
+//
+// Probed records a role reported by the role probe of a node with external
+// roles: it changes that node only (lp observes, it does not decide) and is
+// refused for a managed node; a SetRole without Probed is refused for an
+// external node. Handover (with HandoverDeadline), on a demotion, names the
+// standby to promote once the demoted node's on_demote hook has run.
 type SetRole struct {
-	Node  string `json:"node"`
-	Role  Role   `json:"role"` // active or standby
-	Cause string `json:"cause"`
+	Node             string    `json:"node"`
+	Role             Role      `json:"role"` // active or standby
+	Cause            string    `json:"cause"`
+	Probed           bool      `json:"probed,omitempty"`
+	Handover         string    `json:"handover,omitempty"`
+	HandoverDeadline time.Time `json:"handover_deadline,omitzero"`
+}
+
+// ReportHook records that a node's agent ran (or, with Skipped, decided not
+// to run) the hook owed for its role change number Epoch. OK is the hook's
+// success; Output its last output line. A report for an epoch that is not
+// newer than the node's HookEpoch is a no-op; one for a future epoch is
+// refused.
+type ReportHook struct {
+	Node    string `json:"node"`
+	Epoch   uint64 `json:"epoch"`
+	Hook    string `json:"hook"` // on_promote, on_demote or "" when none is owed
+	OK      bool   `json:"ok"`
+	Skipped bool   `json:"skipped,omitempty"`
+	Output  string `json:"output"`
 }
 
 // RemoveNode deletes a node and its desired and observed state. It is
@@ -422,6 +453,7 @@ func (*RemoveNode) CommandType() CommandType     { return TypeRemoveNode }
 func (*PutBlob) CommandType() CommandType        { return TypePutBlob }
 func (*SetDesired) CommandType() CommandType     { return TypeSetDesired }
 func (*ReportObserved) CommandType() CommandType { return TypeReportObserved }
+func (*ReportHook) CommandType() CommandType     { return TypeReportHook }
 func (*SubmitPlan) CommandType() CommandType     { return TypeSubmitPlan }
 func (*PlanPhase) CommandType() CommandType      { return TypePlanPhase }
 func (*CompletePlan) CommandType() CommandType   { return TypeCompletePlan }
@@ -451,6 +483,14 @@ func (c *RegisterNode) validate() error {
 		if err := checkName("pair", c.Pair); err != nil {
 			return err
 		}
+	}
+	switch c.Roles {
+	case "", RolesManaged, RolesExternal:
+	default:
+		return refuse(ErrInvalid, "node %s: roles %q is not managed or external", c.Name, clip(c.Roles, 32))
+	}
+	if c.FailoverAfter < 0 {
+		return refuse(ErrInvalid, "node %s: failover_after %v is negative", c.Name, c.FailoverAfter)
 	}
 	for i, t := range c.Targets {
 		if err := checkName("target", t); err != nil {
@@ -488,6 +528,26 @@ func (c *SetRole) validate() error {
 	}
 	if c.Role != RoleActive && c.Role != RoleStandby {
 		return refuse(ErrInvalid, "node %s: role %q cannot be set (want active or standby)", c.Node, clip(string(c.Role), 32))
+	}
+	if c.Handover != "" {
+		if err := checkName("handover node", c.Handover); err != nil {
+			return err
+		}
+		if c.Role != RoleStandby || c.Probed {
+			return refuse(ErrInvalid, "node %s: a handover goes with a demotion to standby", c.Node)
+		}
+	}
+	return nil
+}
+
+func (c *ReportHook) validate() error {
+	if err := checkName("node", c.Node); err != nil {
+		return err
+	}
+	switch c.Hook {
+	case "", "on_promote", "on_demote":
+	default:
+		return refuse(ErrInvalid, "node %s: hook %q is not on_promote or on_demote", c.Node, clip(c.Hook, 32))
 	}
 	return nil
 }

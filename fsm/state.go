@@ -177,7 +177,43 @@ type Node struct {
 	CheckOutput string `json:"check_output"`
 	// LastSeen is the time of the last registration or status report.
 	LastSeen time.Time `json:"last_seen"`
+	// DownSince is when the node last stopped being alive and healthy
+	// (zero while it is alive and healthy): the leader's failover clock.
+	DownSince time.Time `json:"down_since,omitzero"`
+
+	// Roles is who owns the node's role: RolesManaged (lp; "" reads as
+	// managed) or RolesExternal (the node's role probe).
+	Roles string `json:"roles,omitempty"`
+	// FailoverAfter is how long the node may be dead or unhealthy while
+	// active before the leader promotes its standby (managed roles).
+	FailoverAfter time.Duration `json:"failover_after,omitempty"`
+	// RoleEpoch counts the node's role changes; PrevRole is the role it
+	// had before the last one.
+	RoleEpoch uint64 `json:"role_epoch,omitempty"`
+	PrevRole  Role   `json:"prev_role,omitempty"`
+	// HookEpoch is the last RoleEpoch whose hook (on_promote/on_demote)
+	// the node's agent reported as run (or not to run): a role change
+	// with RoleEpoch > HookEpoch still owes its hook.
+	HookEpoch uint64 `json:"hook_epoch,omitempty"`
+	// Handover names the node to promote once this demoted node's
+	// on_demote has run (a manual switchover), at the latest at
+	// HandoverDeadline. Cleared when any member of the pair is promoted.
+	Handover         string    `json:"handover,omitempty"`
+	HandoverDeadline time.Time `json:"handover_deadline,omitzero"`
 }
+
+// Who owns a node's role (Node.Roles).
+const (
+	RolesManaged  = "managed"
+	RolesExternal = "external"
+)
+
+// External reports whether the node's role is reported by its role probe
+// rather than managed by lp.
+func (n Node) External() bool { return n.Roles == RolesExternal }
+
+// Up reports whether the node is alive and healthy.
+func (n Node) Up() bool { return n.Status == StatusAlive && n.Healthy }
 
 // Blob is a patch module, content-addressed by its sha256.
 type Blob struct {
@@ -306,6 +342,7 @@ const (
 	EventPlanPhase      EventKind = "plan_phase" // From/To: "PAIR/PHASE"
 	EventDesired        EventKind = "desired"    // From/To: TARGET=id,id
 	EventObserved       EventKind = "observed"   // From/To: TARGET=id,id
+	EventHook           EventKind = "hook"       // From/To: roles; Cause: hook and result
 )
 
 // PlanID returns the id of the plan with sequence number seq: "p000001".
