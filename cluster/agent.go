@@ -29,6 +29,8 @@ type agent struct {
 	trialChecker *heartbeat.Checker
 	trialPlan    string
 	lastTrialRep time.Time
+
+	hook hookState // role hooks and the role probe (hooks.go)
 }
 
 type failedAttempt struct {
@@ -46,6 +48,7 @@ func (n *Node) agentLoop() {
 	a := &agent{
 		n: n, client: newInternalClient(n.apiAddr),
 		failed: map[string]failedAttempt{}, lastReport: map[string]sentReport{},
+		hook: newHookState(),
 	}
 	defer a.stopTrial()
 	t := time.NewTicker(n.cfg.AgentInterval)
@@ -87,6 +90,9 @@ func (a *agent) once(ctx context.Context) {
 		}
 		return
 	}
+	n.publishRole(self.Role)
+	a.hooks(ctx, self)
+	a.probeRole(ctx, self)
 	for _, name := range targetNames(n.cfg.Node) {
 		a.reconcileTarget(ctx, name)
 	}
@@ -109,7 +115,8 @@ func (n *Node) caughtUp() bool {
 func (a *agent) needsRegister(self fsm.Node) bool {
 	n := a.n
 	return self.APIAddr != n.apiAddr || self.RaftAddr != n.raftAddr || self.GossipAddr != n.ml.Addr() ||
-		self.Server != n.cfg.Node.Server || !slices.Equal(self.Targets, targetNames(n.cfg.Node))
+		self.Server != n.cfg.Node.Server || !slices.Equal(self.Targets, targetNames(n.cfg.Node)) ||
+		self.Roles != n.cfg.Node.Roles || self.FailoverAfter != n.cfg.Node.FailoverAfter
 }
 
 func (a *agent) register(ctx context.Context) error {
@@ -118,6 +125,7 @@ func (a *agent) register(ctx context.Context) error {
 		Name: n.name, Pair: n.cfg.Node.Pair, Role: n.cfg.Node.Role, Server: n.cfg.Node.Server,
 		APIAddr: n.apiAddr, RaftAddr: n.raftAddr, GossipAddr: n.ml.Addr(),
 		Targets: targetNames(n.cfg.Node), Healthy: n.healthSummary().Healthy,
+		Roles: n.cfg.Node.Roles, FailoverAfter: n.cfg.Node.FailoverAfter,
 	}
 	return a.client.Do(ctx, http.MethodPost, api.PathRegister, req, nil)
 }

@@ -45,6 +45,16 @@ type Config struct {
 	// apply or revert of the same stack in the same process.
 	RetryBackoff time.Duration
 
+	// HookTimeout bounds one run of on_promote or on_demote (the hook is
+	// killed after it and reported failed).
+	HookTimeout time.Duration
+	// HandoverTimeout is how long a manual switchover waits for the
+	// demoted node's on_demote before it promotes the other node anyway.
+	HandoverTimeout time.Duration
+	// RoleProbeInterval is how often a node with external roles runs its
+	// role_probe; the probe's timeout is the same.
+	RoleProbeInterval time.Duration
+
 	// ProcRoot is where processes are looked up; "/proc" by default.
 	ProcRoot string
 
@@ -68,6 +78,9 @@ func Default() Config {
 		AgentInterval:      200 * time.Millisecond,
 		LeaderInterval:     100 * time.Millisecond,
 		RetryBackoff:       2 * time.Second,
+		HookTimeout:        30 * time.Second,
+		HandoverTimeout:    10 * time.Second,
+		RoleProbeInterval:  time.Second,
 		ProcRoot:           "/proc",
 	}
 }
@@ -118,6 +131,9 @@ func (c Config) Validate() error {
 		{"AgentInterval", c.AgentInterval, 10 * time.Millisecond},
 		{"LeaderInterval", c.LeaderInterval, 10 * time.Millisecond},
 		{"RetryBackoff", c.RetryBackoff, 0},
+		{"HookTimeout", c.HookTimeout, 10 * time.Millisecond},
+		{"HandoverTimeout", c.HandoverTimeout, 10 * time.Millisecond},
+		{"RoleProbeInterval", c.RoleProbeInterval, 10 * time.Millisecond},
 	} {
 		if d.v < d.min {
 			return bad(d.name, "want at least %v, got %v", d.min, d.v)

@@ -47,6 +47,8 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathRegister, n.write(n.handleRegister))
 	mux.HandleFunc("POST "+api.PathObserved, n.write(n.handleObserved))
 	mux.HandleFunc("POST "+api.PathTrialFail, n.write(n.handleTrialFailure))
+	mux.HandleFunc("POST "+api.PathHook, n.write(n.handleHook))
+	mux.HandleFunc("POST "+api.PathRole, n.write(n.handleRole))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -180,6 +182,10 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 				Node: nd.Name, Pair: nd.Pair, Role: string(nd.Role), Server: nd.Server, Status: string(nd.Status),
 				Health: health, FailingCheck: nd.FailingCheck, CheckOutput: nd.CheckOutput, LastSeen: nd.LastSeen,
 				APIAddr: nd.APIAddr, RaftAddr: nd.RaftAddr, Targets: slices.Clone(nd.Targets), Gossip: "unknown",
+				RoleEpoch: nd.RoleEpoch, HookPending: nd.HookEpoch < nd.RoleEpoch && !nd.External(), DownSince: nd.DownSince,
+			}
+			if nd.Pair != "" {
+				rows[nd.Name].Roles = rolesOf(nd)
 			}
 		}
 	})
@@ -481,18 +487,110 @@ func (n *Node) planAction(w http.ResponseWriter, id, action string) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+func rolesOf(nd fsm.Node) string {
+	if nd.External() {
+		return fsm.RolesExternal
+	}
+	return fsm.RolesManaged
+}
+
+// handlePromote is a manual switchover (see promotion): a direct promotion,
+// or the demotion of the active with a handover that the leader completes
+// once the demoted node's on_demote has run; the answer waits for the
+// promotion (HandoverTimeout and a little more).
 func (n *Node) handlePromote(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	res, err := n.apply(&fsm.SetRole{Node: name, Role: fsm.RoleActive, Cause: "promoted by operator"})
+	var (
+		cmd  fsm.Command
+		noop string
+		err  error
+	)
+	now := time.Now()
+	n.fsm.View(func(s *fsm.State) { cmd, noop, err = promotion(s, name, now, n.cfg.HandoverTimeout) })
+	var rf *refusal
+	if errors.As(err, &rf) {
+		writeError(w, rf.status, rf.msg)
+		return
+	}
+	if cmd == nil {
+		writeJSON(w, http.StatusOK, api.ActionResponse{Node: name, State: string(fsm.RoleActive), Noop: true, Message: noop})
+		return
+	}
+	if _, err := n.apply(cmd); err != nil {
+		writeErr(w, err)
+		return
+	}
+	n.changed.Notify()
+	sr := cmd.(*fsm.SetRole)
+	if sr.Node == name {
+		writeJSON(w, http.StatusOK, api.ActionResponse{Node: name, State: string(fsm.RoleActive), Message: name + " is now active: " + sr.Cause})
+		return
+	}
+	// Wait for the leader's role step to finish the handover.
+	deadline := time.NewTimer(n.cfg.HandoverTimeout + 2*time.Second)
+	defer deadline.Stop()
+	for {
+		wake := n.changed.C()
+		var (
+			role    fsm.Role
+			pending bool
+			peer    fsm.Node
+		)
+		n.fsm.View(func(s *fsm.State) {
+			role = s.Nodes[name].Role
+			peer = s.Nodes[sr.Node]
+			pending = peer.Handover == name
+		})
+		if role == fsm.RoleActive {
+			msg := fmt.Sprintf("%s is now active; %s was demoted first", name, sr.Node)
+			if peer.HookEpoch >= peer.RoleEpoch {
+				msg += " and its on_demote finished"
+			} else {
+				msg += " (its on_demote did not finish in time)"
+			}
+			writeJSON(w, http.StatusOK, api.ActionResponse{Node: name, State: string(fsm.RoleActive), Message: msg})
+			return
+		}
+		if !pending {
+			writeError(w, http.StatusConflict, fmt.Sprintf("switchover to %s did not complete: %s is %s, %s is %s", name, name, role, sr.Node, peer.Role))
+			return
+		}
+		select {
+		case <-wake:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline.C:
+			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("switchover to %s is still waiting for %s's on_demote", name, sr.Node))
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (n *Node) handleHook(w http.ResponseWriter, r *http.Request) {
+	var req api.HookReport
+	if !decodeBody(w, r, maxBody, &req) {
+		return
+	}
+	res, err := n.apply(&fsm.ReportHook{Node: req.Node, Epoch: req.Epoch, Hook: req.Hook, OK: req.OK, Skipped: req.Skipped, Output: clipText(req.Output, 400)})
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	msg := res.Message
-	if msg == "" {
-		msg = fmt.Sprintf("%s is now active", name)
+	writeJSON(w, http.StatusOK, api.ActionResponse{Node: req.Node, Noop: res.Noop, Message: res.Message})
+}
+
+func (n *Node) handleRole(w http.ResponseWriter, r *http.Request) {
+	var req api.RoleReport
+	if !decodeBody(w, r, maxBody, &req) {
+		return
 	}
-	writeJSON(w, http.StatusOK, api.ActionResponse{Node: name, State: string(fsm.RoleActive), Noop: res.Noop, Message: msg})
+	res, err := n.apply(&fsm.SetRole{Node: req.Node, Role: fsm.Role(req.Role), Probed: true, Cause: "role_probe: " + clipText(req.Output, 200)})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ActionResponse{Node: req.Node, State: req.Role, Noop: res.Noop, Message: res.Message})
 }
 
 func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -503,6 +601,7 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 	_, err := n.apply(&fsm.RegisterNode{
 		Name: req.Name, Pair: req.Pair, Role: fsm.Role(req.Role), Server: req.Server, Voter: req.Server,
 		APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, GossipAddr: req.GossipAddr, Targets: req.Targets, Healthy: req.Healthy,
+		Roles: req.Roles, FailoverAfter: req.FailoverAfter,
 	})
 	if err != nil {
 		writeErr(w, err)

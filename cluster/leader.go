@@ -78,7 +78,7 @@ func (n *Node) lead(ctx context.Context) {
 	refused := map[string]time.Time{}
 	for {
 		wake := n.changed.C()
-		if time.Since(lastMembers) >= 250*time.Millisecond {
+		if n.memberEvents.Swap(false) || time.Since(lastMembers) >= 250*time.Millisecond {
 			n.reconcileMembers()
 			lastMembers = time.Now()
 		}
@@ -213,8 +213,9 @@ func memberStatus(s heartbeat.MemberState) fsm.Status {
 	}
 }
 
-// orchestrate applies the next step of every unfinished plan until none has
-// one (a bounded number of rounds per call). A step the FSM refused is not
+// orchestrate applies the next step of every unfinished plan, and the role
+// changes pairs need (failover, switchover), until none has one (a bounded
+// number of rounds per call). A step the FSM refused is not
 // tried again for a second (refusals are log entries too); refused is the
 // caller's memory of them, by plan and command type.
 func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
@@ -225,7 +226,7 @@ func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 		var steps []step
 		now := time.Now()
 		fails := n.trials.snapshot()
-		n.fsm.View(func(s *fsm.State) { steps = nextSteps(s, now, fails) })
+		n.fsm.View(func(s *fsm.State) { steps = append(nextSteps(s, now, fails), roleSteps(s, now)...) })
 		if len(steps) == 0 {
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,6 +50,10 @@ type Node struct {
 	blobs    blobStore
 
 	trials *trialFailures // reported to this node while it leads
+
+	// memberEvents is set by every gossip event, so that the leader
+	// records a member's change in the FSM at once.
+	memberEvents atomic.Bool
 
 	metaMu sync.Mutex
 	meta   heartbeat.Meta
@@ -439,6 +444,22 @@ func (n *Node) healthLoop() {
 	}
 }
 
+// publishRole puts the node's role from its FSM replica into its gossip
+// metadata (the config's role is only the initial one).
+func (n *Node) publishRole(role fsm.Role) {
+	n.metaMu.Lock()
+	if role == "" || n.meta.Role == string(role) {
+		n.metaMu.Unlock()
+		return
+	}
+	n.meta.Role = string(role)
+	meta := n.meta
+	n.metaMu.Unlock()
+	if err := n.ml.UpdateMeta(meta); err != nil && !errors.Is(err, heartbeat.ErrShutdown) {
+		n.log.Debug("publishing role", "err", err)
+	}
+}
+
 // gossipLoop wakes the leader's reconciler on every membership event.
 func (n *Node) gossipLoop() {
 	for {
@@ -450,6 +471,7 @@ func (n *Node) gossipLoop() {
 				return
 			}
 			n.log.Debug("member event", "member", ev.Node, "kind", ev.Kind.String())
+			n.memberEvents.Store(true)
 			n.changed.Notify()
 		}
 	}

@@ -68,8 +68,17 @@ func deadlinePassed(p fsm.Plan, now time.Time) bool {
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // pairNotReady says why a pair may not start (or its active be patched):
-// both members must be alive and healthy.
+// both members must be alive and healthy, and the pair must have its
+// active and its standby (no failover or switchover under way).
 func pairNotReady(s *fsm.State, p fsm.Plan, pair string) string {
+	if a, b := s.PairRoles(pair); a == "" || b == "" {
+		return fmt.Sprintf("pair %s has no active and standby (a failover or switchover is under way)", pair)
+	}
+	for _, m := range s.PairMembers(pair) {
+		if m.Handover != "" {
+			return fmt.Sprintf("a switchover of pair %s is under way", pair)
+		}
+	}
 	for _, st := range p.Steps {
 		if st.Pair != pair {
 			continue
@@ -109,6 +118,9 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 		if !current && !patched {
 			continue
 		}
+		if keepPatchFailover(p, st) {
+			continue
+		}
 		n, ok := s.Nodes[st.Node]
 		if !ok {
 			return fmt.Sprintf("node %s was removed", st.Node)
@@ -134,6 +146,16 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 		}
 	}
 	return ""
+}
+
+// keepPatchFailover reports whether the loss of plan node st does not fail
+// the plan: with failover_during_trial: keep-patch, the unpatched active of
+// the pair whose standby is being patched or tried may fail; the leader
+// promotes the patched standby (see pairRoleStep) and the plan waits for
+// the old active to return before it patches it.
+func keepPatchFailover(p fsm.Plan, st fsm.NodeStep) bool {
+	return p.Spec.FailoverDuringTrial == fsm.FailoverKeepPatch && st.Pair == p.CurrentPair() &&
+		p.Phase.Side() == fsm.SideStandby && st.Side == fsm.SideActive && st.Applied.IsZero()
 }
 
 // runningStep moves a running plan that has not failed.

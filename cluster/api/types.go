@@ -17,6 +17,8 @@ const (
 	PathRegister  = "/v1/internal/register"
 	PathObserved  = "/v1/internal/observed"
 	PathTrialFail = "/v1/internal/trial-failure"
+	PathHook      = "/v1/internal/hook"
+	PathRole      = "/v1/internal/role"
 
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
@@ -63,6 +65,15 @@ type Member struct {
 	APIAddr      string    `json:"api_addr"`
 	RaftAddr     string    `json:"raft_addr"`
 	Targets      []string  `json:"targets"`
+	// Roles is managed or external; RoleEpoch counts the node's role
+	// changes and HookPending says that the hook of the last one has not
+	// been reported yet.
+	Roles       string `json:"roles,omitempty"`
+	RoleEpoch   uint64 `json:"role_epoch,omitempty"`
+	HookPending bool   `json:"hook_pending,omitempty"`
+	// DownSince is when the FSM last saw the node stop being alive and
+	// healthy (omitted while it is both).
+	DownSince time.Time `json:"down_since,omitzero"`
 }
 
 // SubmitRequest is the body of POST /v1/plans: the plan (config.Plan JSON)
@@ -125,6 +136,28 @@ type RegisterRequest struct {
 	GossipAddr string   `json:"gossip_addr"`
 	Targets    []string `json:"targets"`
 	Healthy    bool     `json:"healthy"`
+	// Roles is managed or external; FailoverAfter the node's
+	// failover_after.
+	Roles         string        `json:"roles"`
+	FailoverAfter time.Duration `json:"failover_after"`
+}
+
+// HookReport is an agent's report that it ran (or skipped) the hook owed
+// for its node's role change number Epoch.
+type HookReport struct {
+	Node    string `json:"node"`
+	Epoch   uint64 `json:"epoch"`
+	Hook    string `json:"hook"` // on_promote, on_demote or "" when none is owed
+	OK      bool   `json:"ok"`
+	Skipped bool   `json:"skipped,omitempty"`
+	Output  string `json:"output"`
+}
+
+// RoleReport is the role a node's role_probe printed (external roles).
+type RoleReport struct {
+	Node   string `json:"node"`
+	Role   string `json:"role"`
+	Output string `json:"output"`
 }
 
 // ObservedRequest is an agent's report of one target.
