@@ -3,6 +3,10 @@
 // SIGINT, on which it leaves the cluster gracefully and exits 0.
 //
 //	lpd --config /etc/lp/lpd.yaml [--log-level debug|info|warn|error]
+//
+// --gossip-timing memberlist-lan runs gossip with memberlist's default LAN
+// failure detector instead of lp's tuned one (lan-fast), to compare the two
+// (the failover benchmark does); it is not meant for production.
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 
 	"lp/cluster"
 	"lp/config"
+	"lp/heartbeat"
 )
 
 func main() {
@@ -35,6 +40,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "node config file (lpd.yaml)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	timing := fs.String("gossip-timing", "lan-fast", "failure detector timing: lan-fast, or memberlist-lan for comparison")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,6 +51,16 @@ func run(args []string, stderr io.Writer) int {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		fmt.Fprintf(stderr, "lpd: bad --log-level %q: want debug, info, warn or error\n", *level)
+		return 2
+	}
+	var gossip heartbeat.Timing
+	switch *timing {
+	case "lan-fast":
+		gossip = heartbeat.LANFast()
+	case "memberlist-lan":
+		gossip = heartbeat.MemberlistDefaultLAN()
+	default:
+		fmt.Fprintf(stderr, "lpd: bad --gossip-timing %q: want lan-fast or memberlist-lan\n", *timing)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
@@ -60,6 +76,7 @@ func run(args []string, stderr io.Writer) int {
 	cfg := cluster.FromNode(n)
 	cfg.Patcher = cluster.EnginePatcher{}
 	cfg.Logger = log
+	cfg.Gossip = gossip
 	node, err := cluster.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\n", err)

@@ -21,6 +21,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		{[]string{"--config", filepath.Join(dir, "missing.yaml")}, 1, "missing.yaml"},
 		{[]string{"--config", bad}, 1, "unknown key"},
 		{[]string{"--config", bad, "--log-level", "loud"}, 2, "bad --log-level"},
+		{[]string{"--config", bad, "--gossip-timing", "slow"}, 2, "bad --gossip-timing"},
 	}
 	for _, c := range cases {
 		var errb bytes.Buffer
