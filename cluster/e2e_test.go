@@ -30,20 +30,21 @@ type lpdProc struct {
 	pair    string
 	svc     *service
 	cmd     *exec.Cmd
+	args    []string // more lpd arguments
 	running bool
 }
 
 // e2eCluster is a cluster of real lpd processes on 127.0.0.1, each pair
 // node with its own real svc process.
 type e2eCluster struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	procs map[string]*lpdProc
 	order []string
 }
 
 // freePort returns a port that was free a moment ago (TCP and UDP).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,6 +93,9 @@ func startE2E(t *testing.T) *e2eCluster {
 		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
 		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)
 		fmt.Fprintf(&b, "server: %t\nrole: %s\njoin: [%s]\n", s.server, s.role, join)
+		// Failover has its own end-to-end test (e2e_roles_test.go): here
+		// the roles stay put, so that each subtest knows who is active.
+		b.WriteString("failover_after: 1h\n")
 		if s.server {
 			b.WriteString("bootstrap_expect: 3\n")
 		}
@@ -148,7 +152,7 @@ func (c *e2eCluster) start(name string) {
 		c.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(built.lpd, "--config", p.config)
+	cmd := exec.Command(built.lpd, append([]string{"--config", p.config}, p.args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("starting lpd %s: %v", name, err)

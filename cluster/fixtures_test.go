@@ -27,7 +27,7 @@ var built struct {
 
 // buildFixtures compiles the C fixtures and the lpd and lpctl binaries into a
 // directory that lives as long as the test binary.
-func buildFixtures(t *testing.T) {
+func buildFixtures(t testing.TB) {
 	t.Helper()
 	built.once.Do(func() {
 		dir, err := os.MkdirTemp("", "lp-cluster-test-")
@@ -84,7 +84,7 @@ type service struct {
 
 // startService starts svc with its output in dir/name.out and writes
 // dir/name.pid; the test's cleanup kills it. It returns once svc prints.
-func startService(t *testing.T, dir, name string) *service {
+func startService(t testing.TB, dir, name string) *service {
 	t.Helper()
 	s := spawnService(t, dir, name)
 	s.waitValue(t, 42, 5*time.Second)
@@ -92,7 +92,7 @@ func startService(t *testing.T, dir, name string) *service {
 }
 
 // spawnService is startService without waiting for the first output.
-func spawnService(t *testing.T, dir, name string) *service {
+func spawnService(t testing.TB, dir, name string) *service {
 	t.Helper()
 	buildFixtures(t)
 	s := &service{out: filepath.Join(dir, name+".out"), pidfile: filepath.Join(dir, name+".pid")}
@@ -130,7 +130,7 @@ func (s *service) value() int {
 }
 
 // waitValue waits until the service prints want.
-func (s *service) waitValue(t *testing.T, want int, d time.Duration) {
+func (s *service) waitValue(t testing.TB, want int, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -160,7 +160,7 @@ func (s *service) lines() int {
 	return n
 }
 
-func requirePtrace(t *testing.T) {
+func requirePtrace(t testing.TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skip("the engine patches linux/amd64 processes only")
