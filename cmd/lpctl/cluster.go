@@ -155,8 +155,14 @@ func statusCommand(a *app) *cobra.Command {
 func promoteCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "promote NODE",
-		Short: "Make NODE the active of its pair (its peer becomes standby)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Switch NODE's pair over: demote the active (on_demote), then promote NODE (on_promote)",
+		Long: `Manual switchover of a pair with managed roles. When the active is alive it
+is demoted first and NODE is promoted once the active's on_demote hook has
+finished (or after the handover timeout); when the active is dead NODE is
+promoted at once and the old active runs on_demote when it returns.
+Refused for a witness, a node with external roles, a node that is not alive
+and healthy, and while a plan is working on the pair.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := a.client().Promote(cmd.Context(), args[0])
 			if err != nil {
