@@ -1,0 +1,76 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"lp/config"
+	"lp/fsm"
+)
+
+// TestExternalRoles: nodes with roles: external report what their
+// role_probe prints; lp never promotes them nor runs their hooks, and plans
+// follow the probed roles (standby first).
+func TestExternalRoles(t *testing.T) {
+	dir := t.TempDir()
+	roleFile := func(node string) string { return filepath.Join(dir, node+".role") }
+	setRole := func(node, role string) {
+		if err := os.WriteFile(roleFile(node), []byte(role+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setRole("b-active", "active")
+	setRole("c-standby", "standby")
+	hookLog := filepath.Join(dir, "hooks.log")
+	tc := startTestCluster(t, onePair, func(c *Config) {
+		c.RoleProbeInterval = 100 * time.Millisecond
+		if c.Node.Pair == "" {
+			return
+		}
+		c.Node.Roles = config.RolesExternal
+		c.Node.RoleProbe = "cat " + roleFile(c.Node.Node)
+		c.Node.FailoverAfter = 200 * time.Millisecond
+		c.Node.OnPromote = "echo promote >> " + hookLog
+		c.Node.OnDemote = "echo demote >> " + hookLog
+	})
+	tc.registered()
+	roles := func() (string, string) {
+		s := tc.leader().State()
+		return string(s.Nodes["b-active"].Role), string(s.Nodes["c-standby"].Role)
+	}
+	// The service swaps roles by itself: lp follows the probes.
+	setRole("b-active", "standby")
+	setRole("c-standby", "active")
+	tc.waitFor(10*time.Second, "probed roles swapped in the FSM", func() bool {
+		b, c := roles()
+		return b == "standby" && c == "active"
+	})
+	// A plan patches the probed standby first.
+	id := tc.submit("fix1", 200*time.Millisecond, nil)
+	tc.waitPlan(id, fsm.PlanCompleted, 20*time.Second)
+	tc.patcher.mu.Lock()
+	applied := slices.Clone(tc.patcher.applied)
+	tc.patcher.mu.Unlock()
+	wantFirst := []string{"b-active", "c-standby"}
+	for i, node := range wantFirst {
+		if len(applied) <= i || applied[i] != itoaPid(tc.pids[node])+":fix1" {
+			t.Fatalf("patches applied %v; want %s (probed standby) then %s", applied, wantFirst[0], wantFirst[1])
+		}
+	}
+	// The probed active dies: lp promotes nobody.
+	tc.nodes["c-standby"].Kill()
+	delete(tc.nodes, "c-standby")
+	time.Sleep(2 * time.Second)
+	if b, c := roles(); b != "standby" || c != "active" {
+		t.Errorf("after the external active died: roles b=%s c=%s; want unchanged (lp does not promote external roles)", b, c)
+	}
+	if data, err := os.ReadFile(hookLog); err == nil {
+		t.Errorf("hooks ran for external roles: %q; want none", data)
+	}
+}
+
+func itoaPid(pid int) string { return strconv.Itoa(pid) }
