@@ -41,6 +41,7 @@ func BenchmarkFailover(b *testing.B) {
 		detect, failover   []time.Duration
 		detectMed, detectP float64
 		failMed, failP     float64
+		victimLed          int // runs in which the stopped active was the raft leader
 	}
 	var rows []row
 	for _, size := range []int{3, 9} {
@@ -49,7 +50,10 @@ func BenchmarkFailover(b *testing.B) {
 				c := startFailoverCluster(b, size, timing)
 				r := row{nodes: size, timing: timing}
 				for i := range runs {
-					d, f := c.failoverRun(b, i)
+					d, f, led := c.failoverRun(b, i)
+					if led {
+						r.victimLed++
+					}
 					r.detect = append(r.detect, d)
 					r.failover = append(r.failover, f)
 				}
@@ -66,10 +70,11 @@ func BenchmarkFailover(b *testing.B) {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nfailover benchmark: %d runs per row, failover_after 500ms, SIGSTOP of the active's lpd\n", runs)
-	fmt.Fprintf(&sb, "%-6s %-15s %12s %12s %12s %12s\n", "nodes", "gossip timing", "detect p50", "detect p99", "failover p50", "failover p99")
+	fmt.Fprintf(&sb, "%-6s %-15s %12s %12s %12s %12s %11s\n", "nodes", "gossip timing", "detect p50", "detect p99", "failover p50", "failover p99", "victim led")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "%-6d %-15s %10.0fms %10.0fms %10.0fms %10.0fms\n", r.nodes, r.timing, r.detectMed, r.detectP, r.failMed, r.failP)
+		fmt.Fprintf(&sb, "%-6d %-15s %10.0fms %10.0fms %10.0fms %10.0fms %7d/%-3d\n", r.nodes, r.timing, r.detectMed, r.detectP, r.failMed, r.failP, r.victimLed, runs)
 	}
+	sb.WriteString("(victim led: runs in which the stopped active was the raft leader, so failover waited for an election too)\n")
 	fmt.Print(sb.String())
 }
 
@@ -103,14 +108,16 @@ func startFailoverCluster(b *testing.B, size int, timing string) *e2eCluster {
 }
 
 // failoverRun stops the active of pair-1 and returns the detection and
-// failover times, then restores the pair.
-func (c *e2eCluster) failoverRun(b *testing.B, i int) (detect, failover time.Duration) {
+// failover times and whether the active was the raft leader, then restores
+// the pair.
+func (c *e2eCluster) failoverRun(b *testing.B, i int) (detect, failover time.Duration, led bool) {
 	b.Helper()
 	victim, standby := "a1", "b1"
 	if m, _ := c.member("w", "b1"); m.Role == "active" {
 		victim, standby = "b1", "a1"
 	}
 	before := len(c.hooks())
+	led = c.leader() == victim
 	c.signal(victim, syscall.SIGSTOP)
 	stopped := time.Now()
 	var promoted time.Time
@@ -137,8 +144,8 @@ func (c *e2eCluster) failoverRun(b *testing.B, i int) (detect, failover time.Dur
 		return m.Role == "active" && !m.HookPending && m.Health == "healthy"
 	})
 	detect, failover = dead.Sub(stopped), promoted.Sub(stopped)
-	b.Logf("run %d: %s stopped; leader %s saw it dead after %v; %s's on_promote started after %v", i, victim, leader, detect, standby, failover)
-	return detect, failover
+	b.Logf("run %d: %s stopped (raft leader: %t); leader %s saw it dead after %v; %s's on_promote started after %v", i, victim, led, leader, detect, standby, failover)
+	return detect, failover, led
 }
 
 // logEvent returns the time of the first "member event" line of kind for
@@ -165,4 +172,3 @@ func (c *e2eCluster) logEvent(node, member, kind string, since time.Time) time.T
 	}
 	return time.Time{}
 }
-

@@ -130,7 +130,7 @@ func (c *e2eCluster) waitMember(from, name, what string, d time.Duration, cond f
 
 // hookLine is one line the test hooks append: "NANOS NODE HOOK OLD->NEW".
 type hookLine struct {
-	at                  time.Time
+	at                   time.Time
 	node, hook, from, to string
 }
 

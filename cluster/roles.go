@@ -30,7 +30,8 @@ func roleSteps(s *fsm.State, now time.Time) []step {
 // pairRoleStep decides the next role command of one pair, nil to wait (the
 // string then says why, for tests and logs).
 //
-//   - active down (dead, left or unhealthy in the FSM) for its
+//   - active down (dead, left or unhealthy in the FSM; suspect is not
+//     down) for its
 //     failover_after, standby alive and healthy: promote the standby — after
 //     rolling it back first when it runs a plan's untried patch and the plan
 //     says failover_during_trial: rollback-first (the default);
@@ -62,7 +63,10 @@ func pairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string
 	switch {
 	case len(act) == 1 && len(sb) == 1:
 		a, b := act[0], sb[0]
-		if a.Up() {
+		if !a.Down() {
+			if a.Status != fsm.StatusAlive {
+				return nil, fmt.Sprintf("active %s is %s, not yet dead", a.Name, a.Status)
+			}
 			return nil, ""
 		}
 		since := a.DownSince

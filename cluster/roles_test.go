@@ -30,6 +30,9 @@ func TestPairRoleStep(t *testing.T) {
 		{name: "active up", setup: nil},
 		{name: "active dead, not yet failover_after", setup: []setup{dead("a1"), wait(1900 * time.Millisecond)}, why: "failover after 2s"},
 		{name: "active dead for failover_after", setup: []setup{dead("a1"), wait(2 * time.Second)}, wantNode: "b1", wantRole: fsm.RoleActive},
+		{name: "active suspect is not down", setup: []setup{func(s *sim) {
+			s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusSuspect})
+		}, wait(time.Minute)}, why: "not yet dead"},
 		{name: "active unhealthy for failover_after", setup: []setup{unhealthy("a1"), wait(3 * time.Second)}, wantNode: "b1", wantRole: fsm.RoleActive},
 		{name: "unhealthy then dead counts from the first", setup: []setup{unhealthy("a1"), wait(1500 * time.Millisecond), dead("a1"), wait(600 * time.Millisecond)},
 			wantNode: "b1", wantRole: fsm.RoleActive},

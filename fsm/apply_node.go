@@ -75,13 +75,13 @@ func rolesName(r string) string {
 	return r
 }
 
-// trackDown keeps n.DownSince: set to the command time when n stops being
-// alive and healthy (old is n before the command), cleared when it is both.
+// trackDown keeps n.DownSince: set to the command time when n goes down
+// (old is n before the command), cleared when it is no longer down.
 func (x *applyCtx) trackDown(n *Node, old Node) {
 	switch {
-	case n.Up():
+	case !n.Down():
 		n.DownSince = time.Time{}
-	case old.Up() || n.DownSince.IsZero():
+	case !old.Down() || n.DownSince.IsZero():
 		n.DownSince = x.at
 	}
 }

@@ -73,6 +73,12 @@ func TestDownSince(t *testing.T) {
 		t.Fatalf("a healthy node's DownSince = %v; want zero", d)
 	}
 	h.advance(time.Second)
+	h.ok(&SetNodeStatus{Node: "a1", Status: StatusSuspect})
+	if d := h.state().Nodes["a1"].DownSince; !d.IsZero() {
+		t.Fatalf("a suspect node's DownSince = %v; want zero (not down yet)", d)
+	}
+	h.ok(&SetNodeStatus{Node: "a1", Status: StatusAlive})
+	h.advance(time.Second)
 	down := h.now
 	h.ok(&SetNodeHealth{Node: "a1", FailingCheck: "x"})
 	h.advance(time.Second)

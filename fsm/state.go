@@ -177,8 +177,9 @@ type Node struct {
 	CheckOutput string `json:"check_output"`
 	// LastSeen is the time of the last registration or status report.
 	LastSeen time.Time `json:"last_seen"`
-	// DownSince is when the node last stopped being alive and healthy
-	// (zero while it is alive and healthy): the leader's failover clock.
+	// DownSince is when the node was last declared dead, left or turned
+	// unhealthy (zero while it is none of these; a suspect node is not
+	// down yet): the leader's failover clock.
 	DownSince time.Time `json:"down_since,omitzero"`
 
 	// Roles is who owns the node's role: RolesManaged (lp; "" reads as
@@ -214,6 +215,10 @@ func (n Node) External() bool { return n.Roles == RolesExternal }
 
 // Up reports whether the node is alive and healthy.
 func (n Node) Up() bool { return n.Status == StatusAlive && n.Healthy }
+
+// Down reports whether the node is dead, gone or unhealthy; a suspect node
+// (neither up nor down) may still refute the suspicion.
+func (n Node) Down() bool { return n.Status == StatusDead || n.Status == StatusLeft || !n.Healthy }
 
 // Blob is a patch module, content-addressed by its sha256.
 type Blob struct {
