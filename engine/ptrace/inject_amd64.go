@@ -282,7 +282,7 @@ func (p *Process) waitEvent(ctx context.Context, t *thread) (unix.WaitStatus, er
 		wpid, err := unix.Wait4(t.tid, &ws, unix.WNOHANG|unix.WALL, nil)
 		if err != nil && err != unix.EINTR {
 			if err == unix.ECHILD {
-				delete(p.threads, t.tid)
+				p.forget(t)
 				return ws, fmt.Errorf("thread %d vanished during the injection", t.tid)
 			}
 			return ws, fmt.Errorf("waiting for thread %d: %w", t.tid, err)

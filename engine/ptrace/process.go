@@ -53,6 +53,8 @@ type thread struct {
 	// waited is set while a stop or an injection waits for this thread's
 	// next stop; the pump then leaves its wait statuses alone.
 	waited bool
+	// statFd is /proc/PID/task/TID/stat, opened on first use (0: not yet).
+	statFd int
 }
 
 // saved is a thread's register state before an injection.
@@ -249,7 +251,7 @@ func (p *Process) pump() {
 			if wpid, err := unix.Wait4(t.tid, &ws, unix.WNOHANG|unix.WALL, nil); err == nil && wpid == t.tid && (ws.Exited() || ws.Signaled()) {
 				p.handle(t, ws, false)
 			} else if err == unix.ECHILD {
-				delete(p.threads, t.tid)
+				p.forget(t)
 			}
 			continue
 		}
@@ -277,7 +279,7 @@ func (p *Process) pump() {
 func (p *Process) handle(t *thread, ws unix.WaitStatus, keepRunning bool) bool {
 	switch {
 	case ws.Exited() || ws.Signaled():
-		delete(p.threads, t.tid)
+		p.forget(t)
 		if t.tid == p.pid {
 			status := fmt.Sprintf("exit status %d", ws.ExitStatus())
 			if ws.Signaled() {
@@ -406,7 +408,7 @@ func (p *Process) detachAll() {
 			for _, s := range t.sigs[min(1, len(t.sigs)):] {
 				_ = unix.Tgkill(p.pid, t.tid, unix.Signal(s))
 			}
-			delete(p.threads, t.tid)
+			p.forget(t)
 		}
 	}
 	p.finish()
@@ -439,9 +441,21 @@ func (p *Process) emergencyDetach() {
 	p.finish()
 }
 
+// forget drops a thread that exited or was detached.
+func (p *Process) forget(t *thread) {
+	if t.statFd > 0 {
+		unix.Close(t.statFd)
+		t.statFd = 0
+	}
+	delete(p.threads, t.tid)
+}
+
 func (p *Process) finish() {
 	if p.detached {
 		return
+	}
+	for _, t := range p.threads {
+		p.forget(t)
 	}
 	if p.mem != nil {
 		p.mem.Close()

@@ -3,15 +3,15 @@ package ptrace
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// spinFor is how long a stop polls without sleeping: a PTRACE_INTERRUPT
-// normally lands within microseconds.
-const spinFor = 50 * time.Microsecond
+// spinFor is how long a wait polls without sleeping. Zero: on a small
+// machine a spinning tracer takes the very CPU the target's threads need to
+// reach their stop; one non-blocking pass, then block.
+const spinFor = 0
 
 // defaultStopTimeout bounds a stop of all threads when the caller's context
 // has no deadline.
@@ -145,7 +145,7 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 			switch {
 			case err == unix.ECHILD:
 				// Gone and already collected.
-				delete(p.threads, t.tid)
+				p.forget(t)
 				continue
 			case err != nil || wpid == 0:
 				rest = append(rest, t)
@@ -195,7 +195,7 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 					break
 				}
 			}
-			if st := taskState(p.pid, t.tid); st != 'D' && st != 'Z' && st != 'X' && st != 0 && (t.tid != p.pid || len(p.threads) == 1) {
+			if st := p.taskState(t); st != 'D' && st != 'Z' && st != 'X' && st != 0 && (t.tid != p.pid || len(p.threads) == 1) {
 				var ws unix.WaitStatus
 				if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
 					p.handle(t, ws, false)
@@ -216,9 +216,10 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 			case <-p.sigchld:
 			case <-timer.C:
 			}
-		} else {
-			runtime.Gosched()
 		}
+		// Within the spin, poll again at once: Gosched would hand a
+		// locked thread back to the scheduler, which costs more than the
+		// stop itself.
 	}
 	return nil
 }
@@ -256,16 +257,22 @@ func (p *Process) stopOne(ctx context.Context, t *thread) error {
 }
 
 // taskState reads the one-letter scheduler state of a thread ("R", "S",
-// "D", "t", ...), or 0 when it is gone.
-func taskState(pid, tid int) byte {
+// "D", "t", ...), or 0 when it is gone. The stat file stays open per
+// thread: a pread is a fraction of an open.
+func (p *Process) taskState(t *thread) byte {
+	if t.statFd <= 0 {
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/task/%d/stat", p.pid, t.tid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0
+		}
+		t.statFd = fd
+	}
 	var buf [512]byte
-	fd, err := unix.Open(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid), unix.O_RDONLY, 0)
-	if err != nil {
+	n, err := unix.Pread(t.statFd, buf[:], 0)
+	if err != nil || n <= 0 {
 		return 0
 	}
-	defer unix.Close(fd)
-	n, _ := unix.Read(fd, buf[:])
-	s := buf[:max(n, 0)]
+	s := buf[:n]
 	for i := len(s) - 1; i > 0; i-- {
 		if s[i] == ')' && i+2 < len(s) {
 			return s[i+2]
