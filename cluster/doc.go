@@ -37,16 +37,54 @@
 // process or reports a patching error. A pair starts, and its active is
 // patched, only while both members are alive and healthy.
 //
-// # Roles and failover (later work)
+// # Roles and failover
 //
-// Roles live in the FSM (fsm.SetRole; lpctl promote sets them by hand).
-// Managed failover belongs beside reconcileMembers on the leader: promote the
-// standby when the active has been dead or unhealthy for failover_after,
-// after rolling the standby back first if it is in a plan's trial
-// (failover_during_trial); on_promote/on_demote hooks run in the agent when
-// it sees its node's role change in its replica. Until then
-// failover_during_trial is not consulted: an active lost during its
-// standby's trial fails the plan, which is the rollback-first outcome.
+// Roles live in the FSM. With roles: managed (the default) the leader owns
+// them: beside the orchestrator it runs the pure decision pairRoleStep
+// (roles.go) on every tick. When a pair's active has been dead, gone or
+// unhealthy in the FSM (a suspect node is not down yet) for its
+// failover_after — counted from the FSM's DownSince, so a new leader goes
+// on counting — and the standby is alive and healthy, the leader commits
+// one SetRole that promotes the standby and demotes the active. Only the
+// raft leader of a majority can commit it: a node cut off from the leader
+// never promotes itself, and its agent, whose replica is then stale, acts
+// on nothing.
+//
+// Every role change bumps the node's RoleEpoch in the FSM. The agent of the
+// node sees its change in its replica and runs the hook it owes
+// (on_promote on becoming active, on_demote on leaving active) through
+// sh -c with LP_NODE, LP_PAIR, LP_ROLE, LP_OLD_ROLE and LP_ROLE_EPOCH in the
+// environment, logs its output, and reports the result (ReportHook), which
+// sets HookEpoch and records a history event; a failing hook is reported,
+// it blocks nothing. A hook runs at most once per role change: the agent
+// writes the epoch to data_dir/hook-epoch before it starts the hook, so
+// after a crash mid-hook it reports the hook as not run again rather than
+// running it twice. A node that was down when its role changed (the old
+// active) runs the owed hook when it is back and caught up: it rejoins as
+// standby and runs on_demote; there is no automatic failback.
+//
+// Manual switchover (lpctl promote NODE, see promotion): with the active
+// alive, the leader demotes it and records NODE as its Handover target;
+// pairRoleStep promotes NODE once the demoted node has reported its
+// on_demote (or is dead, or the handover timeout passed), so the hooks run
+// demote first, then promote. With the active dead NODE is promoted at
+// once.
+//
+// failover_during_trial: when the standby to be promoted runs a plan's
+// patch that has not passed its trial, rollback-first (the default) rolls
+// the plan back and promotes only once the standby runs its pre-plan stack
+// again; keep-patch promotes it with the patch (the plan then waits for the
+// old active to return before patching it). Both members of a pair never
+// run untried code together: the FSM lets a plan patch the active only
+// after the standby passed its trial, so an untried patch is on one member
+// at most, and a pair starts, or its active is patched, only while both
+// members are alive and healthy and the pair has its active and its
+// standby (no failover or switchover under way).
+//
+// With roles: external the node's agent runs role_probe every
+// RoleProbeInterval and reports a changed role (SetRole with Probed); the
+// leader never promotes such a pair and no hooks run; plans follow the
+// probed roles.
 //
 // # Concurrency
 //
