@@ -18,17 +18,7 @@ import (
 
 var fixtures *fixture.Builder
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lp-engine-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fixtures = fixture.NewBuilder(dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(fixture.Main(m, &fixtures)) }
 
 // svc starts the test service with n workers.
 func svc(t testing.TB, args ...string) *fixture.Target {

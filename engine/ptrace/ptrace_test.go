@@ -19,17 +19,7 @@ import (
 
 var fixtures *fixture.Builder
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "lp-ptrace-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fixtures = fixture.NewBuilder(dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(fixture.Main(m, &fixtures)) }
 
 // target starts the multi-threaded fixture and parses its address line.
 func target(t *testing.T, args ...string) (*fixture.Target, map[string]uint64) {
