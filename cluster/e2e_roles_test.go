@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -182,8 +183,21 @@ func TestRolesEndToEnd(t *testing.T) {
     failures: 2
     successes: 2
 `
+	// b1 also checks a TCP port the test opens and closes (on the standby:
+	// its health does not cause a failover; each node's health changes
+	// count towards its own flap damping).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	port := ln.Addr().String()
 	node := func(name, pair, role string) lpdSpec {
-		y := fmt.Sprintf(check, name) + "failover_after: 1s\n"
+		y := fmt.Sprintf(check, name)
+		if name == "b1" {
+			y += "  - name: port\n    tcp: " + port + "\n    interval: 100ms\n    timeout: 100ms\n    failures: 2\n    successes: 2\n"
+		}
+		y += "failover_after: 1s\n"
 		if pair != "" {
 			y += hookYAML
 		}
@@ -213,6 +227,24 @@ func TestRolesEndToEnd(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "HEALTH") || !strings.Contains(out, "pair-1") {
 			t.Errorf("lpctl members: exit %d, output %q", code, out)
 		}
+	})
+
+	t.Run("failing tcp check turns the node unhealthy and back", func(t *testing.T) {
+		ln.Close()
+		m := c.waitMember("w", "b1", "unhealthy", 10*time.Second, func(m api.Member) bool { return m.Health == "unhealthy" })
+		if m.FailingCheck != "port" || !strings.Contains(m.CheckOutput, "refused") {
+			t.Errorf("b1 failing check %q output %q; want port, connection refused", m.FailingCheck, m.CheckOutput)
+		}
+		// The FSM (through the leader) has it too.
+		c.waitFor(5*time.Second, "b1 unhealthy in the FSM", func() bool {
+			m, _ := c.member("a1", "b1")
+			return m.Status == "alive" && !m.DownSince.IsZero()
+		})
+		ln, err = net.Listen("tcp", port)
+		if err != nil {
+			t.Fatalf("listening on %s again: %v", port, err)
+		}
+		c.waitMember("a1", "b1", "healthy", 10*time.Second, func(m api.Member) bool { return m.Health == "healthy" && m.DownSince.IsZero() })
 	})
 
 	t.Run("SIGSTOPped standby is dead in time and alive after SIGCONT; quorum holds", func(t *testing.T) {
