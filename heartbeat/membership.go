@@ -101,6 +101,7 @@ const msgLeaveIntent byte = 'L'
 // Membership is this node's view of the gossip cluster.
 type Membership struct {
 	ml     *memberlist.Memberlist
+	addr   string // the local member's gossip address, fixed at Start
 	cfg    Config
 	log    *slog.Logger
 	events *eventQueue
@@ -175,6 +176,10 @@ func Start(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("starting memberlist on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	m.ml = ml
+	// Read once, before anything can update the local node: memberlist's
+	// LocalNode returns its own record, which UpdateNode rewrites without a
+	// lock a reader could take.
+	m.addr = ml.LocalNode().Address()
 
 	m.wg.Add(2)
 	go func() { defer m.wg.Done(); m.events.run(m.stop) }()
@@ -194,7 +199,7 @@ func (m *Membership) LocalName() string { return m.cfg.Name }
 
 // Addr returns the gossip address other members reach this one at
 // (host:port, with the real port when BindPort was 0).
-func (m *Membership) Addr() string { return m.ml.LocalNode().Address() }
+func (m *Membership) Addr() string { return m.addr }
 
 // Events returns the membership changes, in the order this member saw them.
 // The channel is closed by Shutdown. See the package comment for what happens
