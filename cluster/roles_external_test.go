@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,3 +76,60 @@ func TestExternalRoles(t *testing.T) {
 }
 
 func itoaPid(pid int) string { return strconv.Itoa(pid) }
+
+// TestHookNotRerunAfterCrash: lpd dies while on_promote runs; the restarted
+// node reports the hook as not run again instead of running it twice.
+func TestHookNotRerunAfterCrash(t *testing.T) {
+	hookLog := filepath.Join(t.TempDir(), "hooks.log")
+	tc := startTestCluster(t, onePair, func(c *Config) {
+		c.Node.OnPromote = "echo start >> " + hookLog + "; sleep 5; echo end >> " + hookLog
+	})
+	tc.registered()
+	if _, err := tc.leader().apply(&fsm.SetRole{Node: "c-standby", Role: fsm.RoleActive, Cause: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitFor(10*time.Second, "on_promote started", func() bool {
+		data, _ := os.ReadFile(hookLog)
+		return string(data) == "start\n"
+	})
+	victim := tc.nodes["c-standby"]
+	victim.Kill()
+	// Back on the same addresses, as a restarted lpd would be.
+	cfg := tc.cfgs["c-standby"]
+	cfg.APIPort, cfg.RaftPort, cfg.GossipPort = portOf(t, victim.APIAddr()), portOf(t, victim.RaftAddr()), portOf(t, victim.GossipAddr())
+	tc.start("c-standby", cfg)
+	var ev fsm.Event
+	tc.waitFor(20*time.Second, "the hook reported after the restart", func() bool {
+		s := tc.leader().State()
+		n := s.Nodes["c-standby"]
+		if n.HookEpoch < n.RoleEpoch {
+			return false
+		}
+		for _, e := range s.NodeHistory("c-standby") {
+			if e.Kind == fsm.EventHook {
+				ev = e
+			}
+		}
+		return true
+	})
+	if !strings.Contains(ev.Cause, "on_promote not run") {
+		t.Errorf("hook event %q; want on_promote reported as not run again", ev.Cause)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if data, _ := os.ReadFile(hookLog); string(data) != "start\n" {
+		t.Errorf("hook log %q; want one start and no second run", data)
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
