@@ -12,6 +12,7 @@ examples:
 
 demo: build
 	bin/lpctl demo
+	bin/lpctl demo --cluster
 
 test:
 	$(GO) vet ./...

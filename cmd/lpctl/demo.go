@@ -20,19 +20,25 @@ import (
 // fix, start the service, patch it live, show the change, revert it.
 func demoCommand(a *app) *cobra.Command {
 	var examples string
+	var cluster bool
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Patch a running demo service live, then revert it (needs cc and root)",
-		Args:  cobra.NoArgs,
+		Long: "Builds the demo service examples/sipd and its fix, then either patches one running\n" +
+			"sipd and reverts it (default), or, with --cluster, starts a witness and a 1+1 pair of\n" +
+			"lpd on 127.0.0.1 and runs the fix as a plan: standby, trial, active, trial, then a\n" +
+			"cluster-wide rollback. Everything it starts is stopped at the end.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := findExamples(examples)
 			if err != nil {
 				return err
 			}
-			return runDemo(a, dir)
+			return runDemo(a, dir, cluster)
 		},
 	}
 	c.Flags().StringVar(&examples, "examples", "", "the examples directory (default: ./examples, or next to the lpctl binary)")
+	c.Flags().BoolVar(&cluster, "cluster", false, "run the cluster demo (3 lpd on 127.0.0.1)")
 	return c
 }
 
@@ -72,7 +78,7 @@ func (d *demoService) next(timeout time.Duration) (string, error) {
 	}
 }
 
-func runDemo(a *app, examples string) error {
+func runDemo(a *app, examples string, cluster bool) error {
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 	work, err := os.MkdirTemp("", "lp-demo-")
 	if err != nil {
@@ -91,6 +97,9 @@ func runDemo(a *app, examples string) error {
 		if out, err := exec.Command(b[0], b[1:]...).CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v: %s", b[0], err, strings.TrimSpace(string(out)))
 		}
+	}
+	if cluster {
+		return runClusterDemo(a, examples, work, sipd, fix)
 	}
 
 	cmd := exec.Command(sipd, "-t", "4")

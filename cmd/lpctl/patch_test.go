@@ -175,3 +175,15 @@ func TestPatchApplyInterrupted(t *testing.T) {
 	}
 	lastV(t, tg)
 }
+
+func TestDemo(t *testing.T) {
+	code, out, errs := lpctl("demo", "--examples", "../../examples")
+	if code != 0 {
+		t.Fatalf("lpctl demo = %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{"applied fix-invite-overflow", "version=2", "reverted fix-invite-overflow", "sipd was never restarted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
