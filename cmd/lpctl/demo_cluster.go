@@ -31,7 +31,7 @@ func runClusterDemo(a *app, examples, work, sipd, fix string) error {
 		return err
 	}
 	type member struct {
-		name, pair, role string
+		name, pair, role       string
 		api, raft, gossip, sip int
 		svc                    *exec.Cmd
 		out                    string
