@@ -83,13 +83,17 @@ func (n *Node) lead(ctx context.Context) {
 			lastMembers = time.Now()
 		}
 		n.orchestrate(ctx, refused)
-		// Wake at the end of the earliest trial rather than up to a tick
-		// after it.
+		// Wake at the end of the earliest trial, or when an active's
+		// failover_after runs out, rather than up to a tick after it.
 		var (
 			trialEnd <-chan time.Time
 			timer    *time.Timer
 		)
-		if d, ok := n.nextTrialEnd(); ok {
+		d, ok := n.nextTrialEnd()
+		if f, fok := n.nextFailover(); fok && (!ok || f.Before(d)) {
+			d, ok = f, true
+		}
+		if ok {
 			timer = time.NewTimer(max(time.Until(d), 0))
 			trialEnd = timer.C
 		}
@@ -118,6 +122,30 @@ func (n *Node) nextTrialEnd() (time.Time, bool) {
 		for _, p := range s.Plans {
 			if p.State == fsm.PlanRunning && p.Phase.Trial() && (!found || p.PhaseDeadline.Before(next)) {
 				next, found = p.PhaseDeadline, true
+			}
+		}
+	})
+	return next, found
+}
+
+// nextFailover returns the earliest time at which a down active of a pair
+// with managed roles reaches its failover_after.
+func (n *Node) nextFailover() (time.Time, bool) {
+	var (
+		next  time.Time
+		found bool
+	)
+	n.fsm.View(func(s *fsm.State) {
+		for _, nd := range s.Nodes {
+			if nd.Role != fsm.RoleActive || nd.External() || nd.DownSince.IsZero() {
+				continue
+			}
+			fa := nd.FailoverAfter
+			if fa <= 0 {
+				fa = defaultFailoverAfter
+			}
+			if at := nd.DownSince.Add(fa); !found || at.Before(next) {
+				next, found = at, true
 			}
 		}
 	})
