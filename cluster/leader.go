@@ -93,8 +93,10 @@ func (n *Node) lead(ctx context.Context) {
 		if f, fok := n.nextFailover(); fok && (!ok || f.Before(d)) {
 			d, ok = f, true
 		}
-		if ok {
-			timer = time.NewTimer(max(time.Until(d), 0))
+		// A deadline already past is the ticker's business: a step that
+		// waits for something else after it must not spin this loop.
+		if ok && time.Until(d) > 0 {
+			timer = time.NewTimer(time.Until(d))
 			trialEnd = timer.C
 		}
 		select {
