@@ -114,15 +114,17 @@ func (n *Node) lead(ctx context.Context) {
 	}
 }
 
-// nextTrialEnd returns the earliest deadline of a running plan's trial.
+// nextTrialEnd returns the earliest deadline of a running plan's trial
+// that is still ahead.
 func (n *Node) nextTrialEnd() (time.Time, bool) {
+	now := time.Now()
 	var (
 		next  time.Time
 		found bool
 	)
 	n.fsm.View(func(s *fsm.State) {
 		for _, p := range s.Plans {
-			if p.State == fsm.PlanRunning && p.Phase.Trial() && (!found || p.PhaseDeadline.Before(next)) {
+			if p.State == fsm.PlanRunning && p.Phase.Trial() && p.PhaseDeadline.After(now) && (!found || p.PhaseDeadline.Before(next)) {
 				next, found = p.PhaseDeadline, true
 			}
 		}
@@ -130,9 +132,10 @@ func (n *Node) nextTrialEnd() (time.Time, bool) {
 	return next, found
 }
 
-// nextFailover returns the earliest time at which a down active of a pair
-// with managed roles reaches its failover_after.
+// nextFailover returns the earliest time ahead at which a down active of a
+// pair with managed roles reaches its failover_after.
 func (n *Node) nextFailover() (time.Time, bool) {
+	now := time.Now()
 	var (
 		next  time.Time
 		found bool
@@ -146,7 +149,7 @@ func (n *Node) nextFailover() (time.Time, bool) {
 			if fa <= 0 {
 				fa = defaultFailoverAfter
 			}
-			if at := nd.DownSince.Add(fa); !found || at.Before(next) {
+			if at := nd.DownSince.Add(fa); at.After(now) && (!found || at.Before(next)) {
 				next, found = at, true
 			}
 		}
