@@ -11,12 +11,16 @@
 //	GET  /v1/plans/{id}             PlanDetail: spec, progress, nodes, history
 //	POST /v1/plans/{id}/rollback    ActionResponse (also pause, resume, abort)
 //	POST /v1/rollback               ActionResponse: rolls back the latest plan
-//	POST /v1/nodes/{name}/promote   ActionResponse: the node becomes active
-//	POST /v1/internal/...           agent reports: register, observed, trial-failure
+//	POST /v1/nodes/{name}/promote   ActionResponse: switchover, the node becomes active
+//	                                (waits for the demoted active's on_demote; 504
+//	                                when it is still waiting after the handover timeout)
+//	POST /v1/internal/...           agent reports: register, observed, trial-failure,
+//	                                hook (HookReport), role (RoleReport, external roles)
 //
 // Every response body is JSON. An error answer carries {"error": "one line"}
 // and a non-2xx status: 400 bad request or plan, 404 unknown plan or node,
-// 409 refused by the state (the FSM's reason), 413 too large, 503 no raft
+// 409 refused by the state (the FSM's reason, or a switchover rule), 413 too
+// large, 503 no raft
 // leader ("no raft leader (is a quorum of servers up?)"). Client turns it
 // into an *Error; a transport failure reads "cannot reach lpd at ADDR: CAUSE".
 //
