@@ -2,11 +2,11 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
+	"unsafe"
 
 	"lp/engine/patchsite"
 	"lp/engine/proc"
@@ -32,9 +32,10 @@ type window struct {
 	// stack is read only as far as its mapping goes.
 	maps []proc.Mapping
 
-	// Buffers reused across attempts and threads.
-	threads []patchsite.Thread
-	raw     []byte
+	// Buffers reused across attempts and threads, allocated by prepare.
+	threads  []patchsite.Thread
+	words    []uint64
+	capacity int
 }
 
 // windowStats reports what a successful window cost.
@@ -46,6 +47,9 @@ type windowStats struct {
 // run retries the window until it succeeds or the deadline passes. Between
 // attempts the target runs: we never wait with threads stopped.
 func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Duration) (windowStats, error) {
+	if tids, err := p.Threads(); err == nil {
+		w.prepare(len(tids))
+	}
 	deadline := time.Now().Add(timeout)
 	backoff := 500 * time.Microsecond
 	var st windowStats
@@ -97,12 +101,13 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 
 // snapshot reads every stopped thread's instruction pointer and the raw
 // words of its stack from the stack pointer up, bounded by stackScan and by
-// the end of the stack's mapping.
+// the end of the stack's mapping. It runs inside the window, so it does not
+// allocate unless the target has more threads than prepare saw.
 func (w *window) snapshot(s *ptrace.Stopped) ([]patchsite.Thread, error) {
 	tids := s.Threads()
 	words := w.stackScan / 8
-	if need := len(tids) * w.stackScan; len(w.raw) < need {
-		w.raw = make([]byte, need)
+	if len(tids) > w.capacity {
+		w.prepare(len(tids))
 	}
 	w.threads = w.threads[:0]
 	for i, tid := range tids {
@@ -110,19 +115,25 @@ func (w *window) snapshot(s *ptrace.Stopped) ([]patchsite.Thread, error) {
 		if err != nil {
 			return nil, err
 		}
-		buf := w.raw[i*w.stackScan : (i+1)*w.stackScan]
-		n := len(buf)
+		stack := w.words[i*words : (i+1)*words]
+		n := uint64(len(stack) * 8)
 		if m, ok := findMapping(w.maps, regs.Rsp); ok {
-			n = int(min(uint64(n), m.End-regs.Rsp))
+			n = min(n, m.End-regs.Rsp)
 		}
-		n = s.ReadAvail(regs.Rsp, buf[:n])
-		stack := make([]uint64, 0, min(words, n/8))
-		for off := 0; off+8 <= n; off += 8 {
-			stack = append(stack, binary.LittleEndian.Uint64(buf[off:]))
-		}
-		w.threads = append(w.threads, patchsite.Thread{Tid: tid, IP: regs.Rip, Stack: stack})
+		// x86-64 is little-endian: the stack's bytes are its words.
+		buf := unsafe.Slice((*byte)(unsafe.Pointer(&stack[0])), n)
+		got := s.ReadAvail(regs.Rsp, buf)
+		w.threads = append(w.threads, patchsite.Thread{Tid: tid, IP: regs.Rip, Stack: stack[:got/8]})
 	}
 	return w.threads, nil
+}
+
+// prepare allocates the snapshot buffers for n threads, with room for a few
+// more created meanwhile: before the window, not inside it.
+func (w *window) prepare(n int) {
+	w.capacity = n + n/4 + 4
+	w.words = make([]uint64, w.capacity*(w.stackScan/8))
+	w.threads = make([]patchsite.Thread, 0, w.capacity)
 }
 
 func findMapping(maps []proc.Mapping, addr uint64) (proc.Mapping, bool) {
