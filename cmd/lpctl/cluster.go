@@ -98,6 +98,10 @@ func membersCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "members",
 		Short: "List cluster members: pair, role, raft state, gossip, health, last contact",
+		Long: `List cluster members: pair, role, raft state, gossip state, health, the
+leader's last contact and the failing health check with its last output line.
+A role marked "(hook pending)" changed and its on_promote/on_demote has not
+been reported yet; "(external)" roles come from the node's role_probe.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ms, err := a.client().Members(cmd.Context())
@@ -121,7 +125,14 @@ func membersCommand(a *app) *cobra.Command {
 						failing += ": " + m.CheckOutput
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, pair, m.Role, m.RaftState, m.Gossip, m.Health, m.LastContact, failing)
+				role := m.Role
+				switch {
+				case m.Roles == "external":
+					role += " (external)"
+				case m.HookPending:
+					role += " (hook pending)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, pair, role, m.RaftState, m.Gossip, m.Health, m.LastContact, failing)
 			}
 			return tw.Flush()
 		},

@@ -61,6 +61,8 @@ func (staticLPD) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode([]api.Member{
 			{Node: "sip-a", Pair: "sip-1", Role: "active", RaftState: "leader", Gossip: "alive", Health: "healthy", LastContact: "0s"},
 			{Node: "sip-b", Pair: "sip-1", Role: "standby", RaftState: "follower", Gossip: "alive", Health: "unhealthy", FailingCheck: "sip-port", CheckOutput: "connection refused", LastContact: "41ms"},
+			{Node: "sip-c", Pair: "sip-2", Role: "active", Roles: "external", RaftState: "nonvoter", Gossip: "alive", Health: "healthy", LastContact: "12ms"},
+			{Node: "sip-d", Pair: "sip-3", Role: "active", Roles: "managed", HookPending: true, RaftState: "nonvoter", Gossip: "alive", Health: "healthy", LastContact: "9ms"},
 			{Node: "witness", Role: "witness", RaftState: "follower", Gossip: "dead", Health: "unknown", LastContact: "unknown"},
 		})
 	default:
