@@ -133,3 +133,54 @@ func portOf(t *testing.T, addr string) int {
 	}
 	return n
 }
+
+// TestFailoverDuringTrialLive is TestFailoverDuringTrial on a running
+// cluster (real raft and gossip, fake patcher): the active is killed while
+// its standby tries a patch.
+func TestFailoverDuringTrialLive(t *testing.T) {
+	for _, policy := range []fsm.FailoverPolicy{fsm.FailoverRollbackFirst, fsm.FailoverKeepPatch} {
+		t.Run(string(policy), func(t *testing.T) {
+			tc := startTestCluster(t, onePair, func(c *Config) { c.Node.FailoverAfter = 300 * time.Millisecond })
+			tc.registered()
+			id := tc.submit("fix1", 20*time.Second, func(sp *fsm.PlanSpec) { sp.FailoverDuringTrial = policy })
+			tc.waitFor(20*time.Second, "standby trial", func() bool {
+				return tc.leader().State().Plans[id].Phase == fsm.PhaseStandbyTrial
+			})
+			tc.nodes["b-active"].Kill()
+			delete(tc.nodes, "b-active")
+			var st *fsm.State
+			tc.waitFor(20*time.Second, "c-standby promoted", func() bool {
+				st = tc.leader().State()
+				return st.Nodes["c-standby"].Role == fsm.RoleActive
+			})
+			var promoted, rolledBack, observedPre uint64
+			for _, e := range st.NodeHistory("c-standby") {
+				switch {
+				case e.Kind == fsm.EventRole && e.To == "active":
+					promoted = e.Seq
+				case e.Kind == fsm.EventDesired && e.To == "svc=" && rolledBack == 0:
+					rolledBack = e.Seq
+				case e.Kind == fsm.EventObserved && strings.HasPrefix(e.To, "svc= ") && rolledBack != 0 && observedPre == 0:
+					observedPre = e.Seq
+				}
+			}
+			active := tc.patcher.active(tc.pids["c-standby"])
+			switch policy {
+			case fsm.FailoverRollbackFirst:
+				if rolledBack == 0 || observedPre == 0 || !(rolledBack < observedPre && observedPre < promoted) {
+					t.Errorf("history: rolled back #%d, observed unpatched #%d, promoted #%d; want that order", rolledBack, observedPre, promoted)
+				}
+				if len(active) != 0 {
+					t.Errorf("promoted c-standby runs %v; want no patch", active)
+				}
+			case fsm.FailoverKeepPatch:
+				if rolledBack != 0 {
+					t.Errorf("history: c-standby rolled back (#%d); want it promoted with its patch", rolledBack)
+				}
+				if !slices.Equal(active, []string{"fix1"}) {
+					t.Errorf("promoted c-standby runs %v; want [fix1]", active)
+				}
+			}
+		})
+	}
+}
