@@ -189,20 +189,33 @@ func TestFailoverDuringTrial(t *testing.T) {
 	cases := []struct {
 		policy fsm.FailoverPolicy
 		lose   fsm.Command // how the active is lost
+		pause  bool        // on_failure: pause
 	}{
 		// A dead active fails the plan at once (it rolls back), the
 		// failover waits for the standby's rollback.
-		{fsm.FailoverRollbackFirst, &fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"}},
+		{fsm.FailoverRollbackFirst, &fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"}, false},
 		// An unhealthy, unpatched active does not fail the plan: the
 		// failover itself rolls the plan back first.
-		{fsm.FailoverRollbackFirst, &fsm.SetNodeHealth{Node: "a1", FailingCheck: "port"}},
-		{fsm.FailoverKeepPatch, &fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"}},
+		{fsm.FailoverRollbackFirst, &fsm.SetNodeHealth{Node: "a1", FailingCheck: "port"}, false},
+		{fsm.FailoverKeepPatch, &fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"}, false},
+		// on_failure: pause stops the plan for an operator, but the
+		// failover still rolls the standby back first.
+		{fsm.FailoverRollbackFirst, &fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"}, true},
 	}
 	for _, c := range cases {
 		policy := c.policy
-		t.Run(string(policy)+" "+string(c.lose.CommandType()), func(t *testing.T) {
+		name := string(policy) + " " + string(c.lose.CommandType())
+		if c.pause {
+			name += " on_failure pause"
+		}
+		t.Run(name, func(t *testing.T) {
 			s := newSim(t, 1)
-			id := s.submit(func(sp *fsm.PlanSpec) { sp.FailoverDuringTrial = policy })
+			id := s.submit(func(sp *fsm.PlanSpec) {
+				sp.FailoverDuringTrial = policy
+				if c.pause {
+					sp.OnFailure = fsm.OnFailurePause
+				}
+			})
 			s.runRoles(id, time.Hour, func(st *fsm.State) bool { return st.Plans[id].Phase == fsm.PhaseStandbyTrial })
 			s.must(c.lose)
 			s.runRoles(id, time.Minute, func(st *fsm.State) bool { return st.Nodes["b1"].Role == fsm.RoleActive }, "a1")
