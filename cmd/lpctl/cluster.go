@@ -102,7 +102,7 @@ func membersCommand(a *app) *cobra.Command {
 leader's last contact and the failing health check with its last output line.
 A role marked "(hook pending)" changed and its on_promote/on_demote has not
 been reported yet; "(external)" roles come from the node's role_probe.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ms, err := a.client().Members(cmd.Context())
 			if err != nil {
