@@ -90,9 +90,9 @@ func (a *agent) once(ctx context.Context) {
 		}
 		return
 	}
-	n.publishRole(self.Role)
 	a.hooks(ctx, self)
 	a.probeRole(ctx, self)
+	n.publishRole(self.Role)
 	for _, name := range targetNames(n.cfg.Node) {
 		a.reconcileTarget(ctx, name)
 	}

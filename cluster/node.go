@@ -55,8 +55,9 @@ type Node struct {
 	// records a member's change in the FSM at once.
 	memberEvents atomic.Bool
 
-	metaMu sync.Mutex
-	meta   heartbeat.Meta
+	metaMu   sync.Mutex
+	meta     heartbeat.Meta
+	metaKick chan struct{} // metaLoop publishes meta when kicked
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,7 +82,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
 		cfg: cfg, name: cfg.Node.Node, log: cfg.Logger.With("node", cfg.Node.Node),
-		fsm: fsm.New(), changed: newSignal(), trials: newTrialFailures(),
+		fsm: fsm.New(), changed: newSignal(), trials: newTrialFailures(), metaKick: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel,
 	}
 	n.blobs = blobStore{dir: filepath.Join(cfg.Node.DataDir, "patches")}
@@ -129,6 +130,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	})
 	n.goRun(n.gossipLoop)
 	n.goRun(n.healthLoop)
+	n.goRun(n.metaLoop)
 	n.goRun(n.leaderLoop)
 	n.goRun(n.agentLoop)
 	if cfg.Node.Server && cfg.Node.BootstrapExpect > 0 {
@@ -435,11 +437,34 @@ func (n *Node) healthLoop() {
 			}
 			n.metaMu.Lock()
 			n.meta.Health, n.meta.FailingCheck, n.meta.Output = sum.State, sum.Failing, sum.Output
-			meta := n.meta
 			n.metaMu.Unlock()
-			if err := n.ml.UpdateMeta(meta); err != nil && !errors.Is(err, heartbeat.ErrShutdown) {
-				n.log.Debug("publishing health", "err", err)
-			}
+			n.kickMeta()
+		}
+	}
+}
+
+func (n *Node) kickMeta() {
+	select {
+	case n.metaKick <- struct{}{}:
+	default: // a publication is pending already; it takes the newest meta
+	}
+}
+
+// metaLoop publishes the node's metadata when it changed. One goroutine
+// does it, so that a slow broadcast delays no caller and publications
+// never overtake each other.
+func (n *Node) metaLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.metaKick:
+		}
+		n.metaMu.Lock()
+		meta := n.meta
+		n.metaMu.Unlock()
+		if err := n.ml.UpdateMeta(meta); err != nil && !errors.Is(err, heartbeat.ErrShutdown) {
+			n.log.Debug("publishing metadata", "err", err)
 		}
 	}
 }
@@ -453,11 +478,8 @@ func (n *Node) publishRole(role fsm.Role) {
 		return
 	}
 	n.meta.Role = string(role)
-	meta := n.meta
 	n.metaMu.Unlock()
-	if err := n.ml.UpdateMeta(meta); err != nil && !errors.Is(err, heartbeat.ErrShutdown) {
-		n.log.Debug("publishing role", "err", err)
-	}
+	n.kickMeta()
 }
 
 // gossipLoop wakes the leader's reconciler on every membership event.
