@@ -26,8 +26,9 @@ import (
 //
 // Each run stops the current active of pair-1, measures, resumes it and
 // waits until it is back as standby with its on_demote done. Runs per
-// configuration: LP_BENCH_RUNS (default 5). The table is printed at the
-// end; the medians are also benchmark metrics.
+// configuration: LP_BENCH_RUNS (default 5); LP_BENCH_DEBUG=1 logs the lpd
+// log lines of a run whose failover took over 3s. The table is printed at
+// the end; the medians are also benchmark metrics.
 //
 // Run: go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./cluster/
 func BenchmarkFailover(b *testing.B) {
@@ -144,6 +145,18 @@ func (c *e2eCluster) failoverRun(b *testing.B, i int) (detect, failover time.Dur
 		return m.Role == "active" && !m.HookPending && m.Health == "healthy"
 	})
 	detect, failover = dead.Sub(stopped), promoted.Sub(stopped)
+	if os.Getenv("LP_BENCH_DEBUG") != "" && failover > 3*time.Second {
+		for _, name := range c.order {
+			data, _ := os.ReadFile(c.procs[name].log)
+			for _, l := range strings.Split(string(data), "\n") {
+				if ts, _, ok := strings.Cut(strings.TrimPrefix(l, "time="), " "); ok {
+					if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && at.After(stopped.Add(-100*time.Millisecond)) && at.Before(promoted.Add(100*time.Millisecond)) && !strings.Contains(l, "level=DEBUG") {
+						b.Logf("%s: %s", name, l)
+					}
+				}
+			}
+		}
+	}
 	b.Logf("run %d: %s stopped (raft leader: %t); leader %s saw it dead after %v; %s's on_promote started after %v", i, victim, led, leader, detect, standby, failover)
 	return detect, failover, led
 }
