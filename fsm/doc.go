@@ -35,6 +35,13 @@
 //     alive and healthy;
 //   - a plan is rolled_back only when every plan node's desired state equals
 //     its pre-plan state.
+//   - a pair has at most one active under managed roles: promoting a node
+//     demotes its peer in the same command; a dead or departed node is
+//     never promoted; only a role probe (SetRole.Probed) sets the role of a
+//     node with external roles, and never that of a managed one;
+//   - every role change bumps the node's RoleEpoch; ReportHook settles the
+//     hook of one epoch once (HookEpoch), so a hook is owed exactly when
+//     RoleEpoch > HookEpoch.
 //
 // # Concurrency
 //
