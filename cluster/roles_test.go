@@ -271,3 +271,26 @@ func TestFailoverDuringTrial(t *testing.T) {
 		})
 	}
 }
+
+func TestParseProbe(t *testing.T) {
+	cases := map[string]string{
+		"active": "active", "standby\n": "standby", "  ACTIVE since 12:00": "active",
+		"": "", "primary": "", "activex": "", "standby-ish": "",
+	}
+	for in, want := range cases {
+		if got := parseProbe(in); got != want {
+			t.Errorf("parseProbe(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseProbe(f *testing.F) {
+	for _, s := range []string{"active", "standby\n", "", "\xff\xfe", "Active  x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if r := parseProbe(s); r != "" && r != "active" && r != "standby" {
+			t.Errorf("parseProbe(%q) = %q; want active, standby or empty", s, r)
+		}
+	})
+}
