@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"lp/cluster/api"
 	"lp/config"
 	"lp/fsm"
 )
@@ -182,5 +184,47 @@ func TestFailoverDuringTrialLive(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFailingHooksDoNotBlock: a switchover whose hooks fail still
+// completes; the failures are in the history.
+func TestFailingHooksDoNotBlock(t *testing.T) {
+	tc := startTestCluster(t, onePair, func(c *Config) {
+		c.Node.OnPromote = "echo promote-broke; exit 3"
+		c.Node.OnDemote = "echo demote-broke; exit 4"
+	})
+	tc.registered()
+	r, err := api.NewClient(tc.leader().APIAddr()).Promote(context.Background(), "c-standby")
+	if err != nil {
+		t.Fatalf("promote c-standby: %v", err)
+	}
+	if !strings.Contains(r.Message, "demoted first and its on_demote finished") {
+		t.Errorf("promote answer %q; want the demotion first, its hook finished", r.Message)
+	}
+	tc.waitFor(10*time.Second, "both hooks reported", func() bool {
+		s := tc.leader().State()
+		for _, n := range []string{"b-active", "c-standby"} {
+			if s.Nodes[n].HookEpoch < s.Nodes[n].RoleEpoch {
+				return false
+			}
+		}
+		return true
+	})
+	s := tc.leader().State()
+	want := map[string]string{"b-active": "on_demote failed: exit status 4: demote-broke", "c-standby": "on_promote failed: exit status 3: promote-broke"}
+	for node, w := range want {
+		found := false
+		for _, e := range s.NodeHistory(node) {
+			if e.Kind == fsm.EventHook && strings.Contains(e.Cause, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("history of %s has no hook event %q", node, w)
+		}
+	}
+	if s.Nodes["c-standby"].Role != fsm.RoleActive || s.Nodes["b-active"].Role != fsm.RoleStandby {
+		t.Errorf("roles c-standby=%s b-active=%s; want the switchover done", s.Nodes["c-standby"].Role, s.Nodes["b-active"].Role)
 	}
 }
