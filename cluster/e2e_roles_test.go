@@ -264,6 +264,8 @@ func TestRolesEndToEnd(t *testing.T) {
 				return err == nil && st.Leader != "" && st.Leader != "b1"
 			})
 		}
+		// The FSM records b1 dead: a commit by the remaining majority.
+		c.waitMember("w", "b1", "dead in the FSM", 10*time.Second, func(m api.Member) bool { return m.Status == "dead" })
 		if m, _ := c.member("w", "a1"); m.Role != "active" {
 			t.Errorf("a1 is %s while the standby is down; want active", m.Role)
 		}
