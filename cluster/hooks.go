@@ -2,10 +2,10 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -145,13 +145,23 @@ func runHook(ctx context.Context, n *Node, hook, command string, env []string, t
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	// Output goes to a file, not a pipe: a hook that starts a daemon in
+	// the background (which keeps the descriptor) must not hold us up.
+	out, err := os.CreateTemp("", "lp-hook-*.out")
+	if err != nil {
+		return false, fmt.Sprintf("creating the hook's output file: %v", err)
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
+	if _, serr := out.Seek(0, io.SeekStart); serr != nil {
+		n.log.Warn("reading hook output", "err", serr)
+	}
 	last := ""
-	sc := bufio.NewScanner(&buf)
+	sc := bufio.NewScanner(io.LimitReader(out, 1<<20))
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
 		line := sc.Text()
 		n.log.Info("hook output", "hook", hook, "line", clipText(line, 400))
