@@ -325,4 +325,3 @@ func checkError[T any](t *testing.T, got *T, err error, file string, tt errorCas
 		t.Errorf("error %q spans lines; want one line", s)
 	}
 }
-

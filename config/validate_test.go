@@ -38,7 +38,9 @@ func TestValidateInCode(t *testing.T) {
 		{"ports equal", func(n *Node) { n.Ports.Gossip = n.Ports.API }, "ports.gossip", "ports.gossip: 7070 is also ports.api; each port must differ"},
 		{"bootstrap negative", func(n *Node) { n.Server, n.BootstrapExpect = true, -1 }, "bootstrap_expect", "bootstrap_expect: -1 below minimum 1"},
 		{"gossip key size", func(n *Node) { n.GossipKey = make([]byte, 31) }, "gossip_key", "gossip_key: want base64 of a 16, 24 or 32 byte key, got 31 bytes"},
-		{"check zero interval", func(n *Node) { n.Health = []Check{{TCP: "127.0.0.1:1", Timeout: time.Second, Failures: 1, Successes: 1}} }, "health[0].interval", "health[0].interval: 0s below minimum 10ms"},
+		{"check zero interval", func(n *Node) {
+			n.Health = []Check{{TCP: "127.0.0.1:1", Timeout: time.Second, Failures: 1, Successes: 1}}
+		}, "health[0].interval", "health[0].interval: 0s below minimum 10ms"},
 		{"tls missing key", func(n *Node) { n.TLS = TLS{CA: "a", Cert: "b"} }, "tls.key", "tls.key: required when tls is set: want all of ca, cert, key"},
 		{"target empty name", func(n *Node) { n.Targets[""] = Target{Comm: "x"} }, "targets.", `targets.: "" is not a valid target name; want 1-64 characters from A-Z a-z 0-9 . _ -`},
 	}
