@@ -28,6 +28,9 @@ type Process struct {
 	detached bool
 	sigchld  chan os.Signal
 	gadget   uint64 // address of a `syscall` instruction in the target
+	// born is the thread the last clone event handled created (nil if
+	// none): a stop in progress must wait for it too.
+	born *thread
 	// inflight holds the registers of a thread that runs an injection, so a
 	// panic can put them back before detaching.
 	inflight *saved
@@ -299,7 +302,9 @@ func (p *Process) handle(t *thread, ws unix.WaitStatus, keepRunning bool) bool {
 		if msg, err := unix.PtraceGetEventMsg(t.tid); err == nil {
 			if _, ok := p.threads[int(msg)]; !ok {
 				// The new thread reports its own initial stop.
-				p.threads[int(msg)] = &thread{tid: int(msg)}
+				nt := &thread{tid: int(msg)}
+				p.threads[nt.tid] = nt
+				p.born = nt
 			}
 		}
 	case event == unix.PTRACE_EVENT_STOP:

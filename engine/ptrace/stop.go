@@ -123,114 +123,101 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 	start := time.Now()
 	lastPump := start
 	var timer *time.Timer
-	for _, t := range pending {
-		t.waited = true
+	// all is every thread marked waited here, unmarked on return.
+	var all []*thread
+	wait := func(t *thread) {
+		if !t.waited {
+			t.waited = true
+			all = append(all, t)
+		}
 	}
-	// all is every thread marked waited here; pending (filtered in place
-	// below) must not share its array.
-	all := append([]*thread(nil), pending...)
 	defer func() {
 		for _, t := range all {
 			t.waited = false
 		}
 	}()
-	for len(pending) > 0 {
-		rest := pending[:0]
-		for _, t := range pending {
-			if p.threads[t.tid] == nil || t.state == stopped {
-				continue
+	for _, t := range pending {
+		wait(t)
+	}
+	// collect applies a status; a clone event adds the new thread, which
+	// reports its own first stop, to the threads waited for.
+	collect := func(t *thread, ws unix.WaitStatus) {
+		p.born = nil
+		p.handle(t, ws, false)
+		if p.born != nil {
+			wait(p.born)
+		}
+	}
+	outstanding := func() []*thread {
+		var out []*thread
+		for _, t := range all {
+			if p.threads[t.tid] == t && t.state == running {
+				out = append(out, t)
 			}
+		}
+		return out
+	}
+	for {
+		// One non-blocking pass over every thread not yet stopped.
+		for _, t := range outstanding() {
 			var ws unix.WaitStatus
 			wpid, err := unix.Wait4(t.tid, &ws, unix.WNOHANG|unix.WALL, nil)
 			switch {
 			case err == unix.ECHILD:
-				// Gone and already collected.
-				p.forget(t)
-				continue
-			case err != nil || wpid == 0:
-				rest = append(rest, t)
-				continue
-			}
-			before := len(p.threads)
-			p.handle(t, ws, false)
-			if p.threads[t.tid] != nil && t.state != stopped {
-				rest = append(rest, t)
-			}
-			if len(p.threads) > before {
-				// A clone event: the new thread reports its initial stop.
-				for _, nt := range p.threads {
-					if nt.state == running && !contains(rest, nt) {
-						nt.waited = true
-						all = append(all, nt)
-						rest = append(rest, nt)
-					}
-				}
+				p.forget(t) // gone and already collected
+			case err == nil && wpid == t.tid:
+				collect(t, ws)
 			}
 		}
-		pending = rest
 		if p.exitErr != nil {
 			return p.exitErr
 		}
-		if len(pending) == 0 {
+		left := outstanding()
+		if len(left) == 0 {
 			return nil
 		}
 		elapsed := time.Since(start)
 		if elapsed > timeout || ctx.Err() != nil {
-			return fmt.Errorf("stopping thread %d of pid %d: not stopped after %v: %w", pending[0].tid, p.pid, elapsed.Round(time.Millisecond), ErrTimeout)
+			return fmt.Errorf("stopping thread %d of pid %d: not stopped after %v: %w", left[0].tid, p.pid, elapsed.Round(time.Millisecond), ErrTimeout)
 		}
-		if elapsed > spinFor {
-			// Block in wait4 for one pending thread, as a plain C tracer
-			// would: the kernel wakes us the moment it stops, with no
-			// signal or scheduler hop in between. A blocking wait4 cannot
-			// be cut short, so it is only used on a thread that is not in
-			// uninterruptible sleep (which no signal ends) or dying; such
-			// a thread is polled, and the deadline holds.
-			// Never the main thread while others live: a dying process
-			// reports its main thread's exit only after we collected every
-			// other thread's, which this very wait would hold back.
-			t := pending[0]
-			for _, c := range pending {
-				if c.tid != p.pid {
-					t = c
-					break
-				}
-			}
-			if st := p.taskState(t); st != 'D' && st != 'Z' && st != 'X' && st != 0 && (t.tid != p.pid || len(p.threads) == 1) {
-				var ws unix.WaitStatus
-				if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
-					p.handle(t, ws, false)
-				}
-				continue
-			}
-			if time.Since(lastPump) > 10*time.Millisecond {
-				p.pump() // collects exits that hold back the main thread's
-				lastPump = time.Now()
-			}
-			if timer == nil {
-				timer = time.NewTimer(time.Millisecond)
-				defer timer.Stop()
-			} else {
-				timer.Reset(time.Millisecond)
-			}
-			select {
-			case <-p.sigchld:
-			case <-timer.C:
+		// Block in wait4 for one thread, as a plain C tracer would: the
+		// kernel wakes us the moment it stops, with no signal or scheduler
+		// hop in between. A blocking wait4 cannot be cut short, so it is
+		// only used on a thread that is running or asleep: not one in
+		// uninterruptible sleep (no signal ends it) or dying, which are
+		// polled so the deadline holds. Never the main thread while others
+		// live: a dying process reports its main thread's exit only after
+		// every other thread's was collected, which this wait would hold
+		// back.
+		t := left[0]
+		for _, c := range left {
+			if c.tid != p.pid {
+				t = c
+				break
 			}
 		}
-		// Within the spin, poll again at once: Gosched would hand a
-		// locked thread back to the scheduler, which costs more than the
-		// stop itself.
-	}
-	return nil
-}
-
-func contains(ts []*thread, t *thread) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
+		if st := p.taskState(t); (st == 'R' || st == 'S') && (t.tid != p.pid || len(p.threads) == 1) {
+			var ws unix.WaitStatus
+			if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
+				collect(t, ws)
+			}
+			continue
+		}
+		if time.Since(lastPump) > 10*time.Millisecond {
+			p.pump() // collects exits that hold back the main thread's
+			lastPump = time.Now()
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Millisecond)
+			defer timer.Stop()
+		} else {
+			timer.Reset(time.Millisecond)
+		}
+		select {
+		case <-p.sigchld:
+		case <-timer.C:
 		}
 	}
-	return false
 }
 
 // resumeAll resumes every stopped thread.
