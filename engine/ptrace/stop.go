@@ -158,21 +158,10 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 		return out
 	}
 	for {
-		// One non-blocking pass over every thread not yet stopped.
-		for _, t := range outstanding() {
-			var ws unix.WaitStatus
-			wpid, err := unix.Wait4(t.tid, &ws, unix.WNOHANG|unix.WALL, nil)
-			switch {
-			case err == unix.ECHILD:
-				p.forget(t) // gone and already collected
-			case err == nil && wpid == t.tid:
-				collect(t, ws)
-			}
-		}
+		left := outstanding()
 		if p.exitErr != nil {
 			return p.exitErr
 		}
-		left := outstanding()
 		if len(left) == 0 {
 			return nil
 		}
@@ -180,27 +169,47 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 		if elapsed > timeout || ctx.Err() != nil {
 			return fmt.Errorf("stopping thread %d of pid %d: not stopped after %v: %w", left[0].tid, p.pid, elapsed.Round(time.Millisecond), ErrTimeout)
 		}
-		// Block in wait4 for one thread, as a plain C tracer would: the
-		// kernel wakes us the moment it stops, with no signal or scheduler
-		// hop in between. A blocking wait4 cannot be cut short, so it is
-		// only used on a thread that is running or asleep: not one in
-		// uninterruptible sleep (no signal ends it) or dying, which are
-		// polled so the deadline holds. Never the main thread while others
-		// live: a dying process reports its main thread's exit only after
-		// every other thread's was collected, which this wait would hold
-		// back.
-		t := left[0]
-		for _, c := range left {
-			if c.tid != p.pid {
-				t = c
-				break
+		// Visit the threads in order, as a plain C tracer would: collect
+		// a status that is there; otherwise block in wait4 until the
+		// thread stops, so the kernel wakes us the moment it does, with no
+		// signal or scheduler hop in between. A blocking wait4 cannot be
+		// cut short, so it is only used on a thread the kernel shows
+		// running or asleep: one in uninterruptible sleep (no signal ends
+		// it) or dying is left for the next round, and the deadline
+		// holds. Never the main thread while others live: a dying process
+		// reports its main thread's exit only after every other thread's
+		// was collected, which that wait would hold back.
+		progress := false
+		for _, t := range left {
+			if p.threads[t.tid] != t || t.state != running {
+				continue
+			}
+			var ws unix.WaitStatus
+			wpid, err := unix.Wait4(t.tid, &ws, unix.WNOHANG|unix.WALL, nil)
+			switch {
+			case err == unix.ECHILD:
+				p.forget(t) // gone and already collected
+				progress = true
+				continue
+			case err == nil && wpid == t.tid:
+				collect(t, ws)
+				progress = true
+				continue
+			}
+			if t.tid == p.pid && len(p.threads) > 1 {
+				continue
+			}
+			if st := p.taskState(t); st == 'R' || st == 'S' {
+				if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
+					collect(t, ws)
+					progress = true
+				}
+			}
+			if p.exitErr != nil {
+				return p.exitErr
 			}
 		}
-		if st := p.taskState(t); (st == 'R' || st == 'S') && (t.tid != p.pid || len(p.threads) == 1) {
-			var ws unix.WaitStatus
-			if wpid, err := unix.Wait4(t.tid, &ws, unix.WALL, nil); err == nil && wpid == t.tid {
-				collect(t, ws)
-			}
+		if progress {
 			continue
 		}
 		if time.Since(lastPump) > 10*time.Millisecond {
