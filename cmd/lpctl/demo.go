@@ -99,7 +99,7 @@ func runDemo(a *app, examples string, cluster bool) error {
 		}
 	}
 	if cluster {
-		return runClusterDemo(a, examples, work, sipd, fix)
+		return runClusterDemo(a, work, sipd, fix)
 	}
 
 	cmd := exec.Command(sipd, "-t", "4")

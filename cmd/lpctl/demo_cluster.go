@@ -20,7 +20,7 @@ import (
 // pair member with its own sipd, submits the fix as a plan (standby, trial,
 // active, trial), shows both services, rolls the plan back cluster-wide and
 // stops everything it started.
-func runClusterDemo(a *app, examples, work, sipd, fix string) error {
+func runClusterDemo(a *app, work, sipd, fix string) error {
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 	lpd, err := findLpd()
 	if err != nil {
