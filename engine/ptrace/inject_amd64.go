@@ -283,6 +283,9 @@ func (p *Process) waitEvent(ctx context.Context, t *thread) (unix.WaitStatus, er
 		if err != nil && err != unix.EINTR {
 			if err == unix.ECHILD {
 				p.forget(t)
+				if err := p.awaitExit(); err != nil {
+					return ws, err
+				}
 				return ws, fmt.Errorf("thread %d vanished during the injection", t.tid)
 			}
 			return ws, fmt.Errorf("waiting for thread %d: %w", t.tid, err)
@@ -298,6 +301,9 @@ func (p *Process) waitEvent(ctx context.Context, t *thread) (unix.WaitStatus, er
 				return ws, p.exitErr
 			}
 			if p.threads[t.tid] == nil {
+				if err := p.awaitExit(); err != nil {
+					return ws, err
+				}
 				return ws, fmt.Errorf("thread %d exited during the injection", t.tid)
 			}
 			continue
@@ -378,4 +384,18 @@ func (p *Process) syscallGadget() (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no syscall instruction found in the executable mappings of pid %d", p.pid)
+}
+
+// awaitExit tells a thread that exited on its own from a whole process
+// being killed: it collects the other threads' exits for a moment and
+// returns the process's ExitError if the main thread's exit follows.
+func (p *Process) awaitExit() error {
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for p.exitErr == nil && time.Now().Before(deadline) {
+		p.pump()
+		if p.exitErr == nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return p.exitErr
 }
