@@ -312,9 +312,6 @@ func (p *Process) waitEvent(ctx context.Context, t *thread) (unix.WaitStatus, er
 			_ = unix.PtraceInterrupt(t.tid)
 			interrupted = true
 		}
-		if time.Since(start) < spinFor {
-			continue
-		}
 		// Other threads keep running while one runs our code: their
 		// signals are forwarded and exits collected here too (an exiting
 		// process reports its main thread only after the others).

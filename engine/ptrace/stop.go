@@ -8,11 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// spinFor is how long a wait polls without sleeping. Zero: on a small
-// machine a spinning tracer takes the very CPU the target's threads need to
-// reach their stop; one non-blocking pass, then block.
-const spinFor = 0
-
 // defaultStopTimeout bounds a stop of all threads when the caller's context
 // has no deadline.
 const defaultStopTimeout = 2 * time.Second
