@@ -18,6 +18,10 @@ import (
 type decoder struct {
 	file  string
 	lines map[string]int
+	// schema, when set, is told the keys of every mapping the decoder
+	// walks, present or not: the documentation test reads the schema from
+	// the decode tables themselves through it.
+	schema func(path string, keys []string)
 }
 
 func newDecoder(file string) *decoder {
@@ -153,6 +157,13 @@ func describe(n *yaml.Node) string {
 // mapping decodes the mapping n at path with fields. Keys must be unique
 // scalars among fields; a null n is an empty mapping.
 func (d *decoder) mapping(path string, n *yaml.Node, fields []field) error {
+	if d.schema != nil {
+		keys := make([]string, len(fields))
+		for i, f := range fields {
+			keys[i] = f.key
+		}
+		d.schema(path, keys)
+	}
 	return d.eachPair(path, n, func(key string, keyNode, v *yaml.Node) error {
 		for _, f := range fields {
 			if f.key == key {

@@ -43,7 +43,10 @@ func readFile(path string) ([]byte, error) {
 // resolve relative paths (data_dir, tls.*, targets.*.pidfile) against its
 // directory. The result has defaults filled and is valid.
 func ParseNode(data []byte, filename string) (*Node, error) {
-	d := newDecoder(filename)
+	return parseNode(newDecoder(filename), data, filename)
+}
+
+func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 	root, err := d.parse(data)
 	if err != nil {
 		return nil, err
@@ -140,7 +143,10 @@ func ParseNode(data []byte, filename string) (*Node, error) {
 // resolve patch against its directory into PatchPath. The result has
 // defaults filled and is valid.
 func ParsePlan(data []byte, filename string) (*Plan, error) {
-	d := newDecoder(filename)
+	return parsePlan(newDecoder(filename), data, filename)
+}
+
+func parsePlan(d *decoder, data []byte, filename string) (*Plan, error) {
 	root, err := d.parse(data)
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func main() {
 func commands(a *app) []*cobra.Command {
 	return []*cobra.Command{
 		planCommand(a), rollbackCommand(a), membersCommand(a), statusCommand(a), promoteCommand(a),
-		patchCommand(a), demoCommand(a),
+		patchCommand(a), demoCommand(a), waitCommand(a),
 	}
 }
 
