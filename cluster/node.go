@@ -24,6 +24,7 @@ import (
 	"lp/config"
 	"lp/fsm"
 	"lp/heartbeat"
+	"lp/internal/auth"
 )
 
 // Node is one running lpd: raft member, gossip member, API server, agent
@@ -50,6 +51,11 @@ type Node struct {
 	blobs    blobStore
 
 	trials *trialFailures // reported to this node while it leads
+
+	// tls is the node's TLS material (nil without tls: in lpd.yaml);
+	// tokens the configured bearer tokens (see authz.go).
+	tls    *auth.NodeTLS
+	tokens *auth.Tokens
 
 	// memberEvents is set by every gossip event, so that the leader
 	// records a member's change in the FSM at once.
@@ -91,6 +97,9 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.stop()
 		}
 	}()
+	if err := n.loadSecurity(); err != nil {
+		return nil, err
+	}
 	if !cfg.InmemStore {
 		if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating data dir: %w", err)

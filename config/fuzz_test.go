@@ -51,7 +51,9 @@ func checkParseResult(t *testing.T, valid func() error, err error) {
 func FuzzParseNode(f *testing.F) {
 	seedCorpus(f, "lpd.yaml", minimalNode,
 		minimalNode+"health:\n  - {process: sipd, interval: 10ms}\n",
-		"node: w\nrole: witness\nserver: true\nbootstrap_expect: 1\njoin: ['[::1]:1']\n")
+		"node: w\nrole: witness\nserver: true\nbootstrap_expect: 1\njoin: ['[::1]:1']\n",
+		minimalNode+"bind: 192.0.2.7\ninsecure: true\nexec_checks: deny\ntokens:\n  - {name: ci, role: operator, sha256: "+sum64+"}\n",
+		minimalNode+"tokens: [{name: a, role: reader, sha256: "+sum64+"}, {name: a}]\n")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n, err := ParseNode(data, "f.yaml")
 		checkParseResult(t, func() error { return n.Validate() }, err)

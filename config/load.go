@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -110,6 +111,20 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 		}},
 		{"gossip_key", str(&gossipKey, "base64 of a 16, 24 or 32 byte key")},
 		{"trusted_keys", strList(&n.TrustedKeys, "a list of public keys", "a public key")},
+		{"insecure", boolean(&n.Insecure)},
+		{"exec_checks", str(&n.ExecChecks, "allow or deny")},
+		{"tokens", func(d *decoder, path string, v *yaml.Node) error {
+			return d.sequence(path, v, "a list of {name, role, sha256}", func(path string, v *yaml.Node) error {
+				var t Token
+				err := d.mapping(path, v, []field{
+					{"name", str(&t.Name, "a token name")},
+					{"role", str(&t.Role, "reader or operator")},
+					{"sha256", str(&t.SHA256, "64 hex digits")},
+				})
+				n.Tokens = append(n.Tokens, t)
+				return err
+			})
+		}},
 	}
 	if err := d.mapping("", root, fields); err != nil {
 		return nil, err
@@ -120,6 +135,9 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 			return nil, d.locate(invalid("gossip_key", "want base64 of a 16, 24 or 32 byte key: "+err.Error()))
 		}
 		n.GossipKey = key
+	}
+	for i := range n.Tokens {
+		n.Tokens[i].SHA256 = strings.ToLower(n.Tokens[i].SHA256)
 	}
 	dir, err := baseDir(filename)
 	if err != nil {

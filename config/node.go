@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -51,10 +52,35 @@ type Node struct {
 	RoleProbe       string            // role_probe: prints active|standby; needed by external roles
 	Targets         map[string]Target // targets: processes lp may patch, by name
 	Health          []Check           // health: node-level checks, always running
-	TLS             TLS               // tls (not implemented by lpd yet)
+	TLS             TLS               // tls: the API and raft over mutual TLS; all of ca, cert, key or none
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
 	TrustedKeys     []string          // trusted_keys (not implemented by lpd yet)
+	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
+	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
+	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
 }
+
+// Token is one bearer token of lpd.yaml's tokens: a client presenting
+// "Authorization: Bearer SECRET" where sha256(SECRET) = SHA256 is Name with
+// Role.
+type Token struct {
+	Name   string // name: who holds it; in the audit as ROLE:NAME (token)
+	Role   string // role: TokenReader or TokenOperator
+	SHA256 string // sha256: hex of the secret's sha256, 64 characters, lower case after parsing
+}
+
+// Roles a token may carry. Node identities come only from node
+// certificates: a token never speaks for a node.
+const (
+	TokenReader   = "reader"
+	TokenOperator = "operator"
+)
+
+// Values of exec_checks.
+const (
+	ExecAllow = "allow" // plans' exec health checks run on this node (as lpd's user, root)
+	ExecDeny  = "deny"  // this node refuses plans with exec health checks
+)
 
 // Ports are the TCP/UDP ports a node listens on, all on Node.Bind.
 type Ports struct {
@@ -87,6 +113,7 @@ func DefaultNode() Node {
 		Ports:         Ports{API: DefaultAPIPort, Raft: DefaultRaftPort, Gossip: DefaultGossipPort},
 		Roles:         RolesManaged,
 		FailoverAfter: 2 * time.Second,
+		ExecChecks:    ExecAllow,
 	}
 }
 
@@ -94,9 +121,6 @@ func DefaultNode() Node {
 // implement yet, so that lpd can warn instead of silently ignoring them.
 func (n *Node) Unsupported() []string {
 	var keys []string
-	if n.TLS != (TLS{}) {
-		keys = append(keys, "tls")
-	}
 	if len(n.TrustedKeys) > 0 {
 		keys = append(keys, "trusted_keys")
 	}
@@ -151,6 +175,9 @@ func (n *Node) Validate() error {
 	default:
 		return invalid("gossip_key", fmt.Sprintf("want base64 of a 16, 24 or 32 byte key, got %d bytes", len(n.GossipKey)))
 	}
+	if err := n.validateSecurity(); err != nil {
+		return err
+	}
 	for i, k := range n.TrustedKeys {
 		if k == "" {
 			return invalid("trusted_keys["+strconv.Itoa(i)+"]", "want a public key, got an empty string")
@@ -191,6 +218,60 @@ func (n *Node) validateNetwork() error {
 		}
 	}
 	return nil
+}
+
+// validateSecurity checks tokens, exec_checks and that a node reachable
+// from other hosts is not left open: a non-loopback bind needs tls, or
+// insecure: true said out loud.
+func (n *Node) validateSecurity() error {
+	if ip := net.ParseIP(n.Bind); ip != nil && !ip.IsLoopback() && n.TLS == (TLS{}) && !n.Insecure {
+		return invalidNear("bind", "tls", fmt.Sprintf("%s is not a loopback address and tls is not set: anyone who reaches it could patch this host; set tls (lpctl tls init), or insecure: true to run open anyway", n.Bind))
+	}
+	switch n.ExecChecks {
+	case ExecAllow, ExecDeny:
+	default:
+		return invalid("exec_checks", fmt.Sprintf("want allow or deny, got %q", n.ExecChecks))
+	}
+	names := map[string]int{}
+	sums := map[string]int{}
+	for i, t := range n.Tokens {
+		f := "tokens[" + strconv.Itoa(i) + "]"
+		if !validID(t.Name) {
+			return invalid(f+".name", fmt.Sprintf("%q is not a valid name; %s", t.Name, idRule))
+		}
+		if j, ok := names[t.Name]; ok {
+			return invalid(f+".name", fmt.Sprintf("%q is also tokens[%d]; each token needs its own name", t.Name, j))
+		}
+		names[t.Name] = i
+		switch t.Role {
+		case TokenReader, TokenOperator:
+		default:
+			return invalid(f+".role", fmt.Sprintf("want reader or operator, got %q (node identities come only from node certificates)", t.Role))
+		}
+		if !validSHA256(t.SHA256) {
+			// Not echoed: a secret pasted here by mistake stays out of logs.
+			return invalid(f+".sha256", fmt.Sprintf("want the 64 hex digits of the secret's sha256 (printf %%s SECRET | sha256sum), got %d characters", len(t.SHA256)))
+		}
+		if j, ok := sums[strings.ToLower(t.SHA256)]; ok {
+			return invalid(f+".sha256", fmt.Sprintf("the same secret as tokens[%d]; each token needs its own secret", j))
+		}
+		sums[strings.ToLower(t.SHA256)] = i
+	}
+	return nil
+}
+
+// validSHA256 reports whether s is 64 hex digits.
+func validSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) validateRole() error {

@@ -12,6 +12,9 @@ import (
 
 // minimalNode is the smallest valid active node; cases append to it, so
 // their first line is line 5.
+// sum64 is a well-formed token sha256.
+const sum64 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+
 const minimalNode = `node: a1
 pair: p1
 role: active
@@ -59,11 +62,12 @@ func TestLoadNodeDesignExample(t *testing.T) {
 		},
 		GossipKey:   key,
 		TrustedKeys: []string{"ed25519-public-key-base64"},
+		ExecChecks:  ExecAllow,
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("LoadNode(%s) =\n%+v\nwant\n%+v", path, n, want)
 	}
-	if got, want := n.Unsupported(), []string{"tls", "trusted_keys"}; !reflect.DeepEqual(got, want) {
+	if got, want := n.Unsupported(), []string{"trusted_keys"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Unsupported() = %q; want %q", got, want)
 	}
 }
@@ -128,13 +132,13 @@ func TestParseNodeDefaults(t *testing.T) {
 		},
 		{
 			name: "partial ports, anchors and aliases",
-			yaml: minimalNode + "ports: {api: 8080}\nbind: &ip 10.0.0.1\njoin: [127.0.0.1:7072]\nhealth:\n  - process: &t sipd\n  - {name: again, process: *t}\n",
+			yaml: minimalNode + "ports: {api: 8080}\nbind: &ip 10.0.0.1\ninsecure: true\njoin: [127.0.0.1:7072]\nhealth:\n  - process: &t sipd\n  - {name: again, process: *t}\n",
 			want: func() Node {
 				n := DefaultNode()
 				n.Node, n.Pair, n.Role = "a1", "p1", RoleActive
 				n.Targets = map[string]Target{"sipd": {Comm: "sipd"}}
 				n.Ports.API = 8080
-				n.Bind = "10.0.0.1"
+				n.Bind, n.Insecure = "10.0.0.1", true
 				n.Join = []string{"127.0.0.1:7072"}
 				c1, c2 := DefaultCheck(), DefaultCheck()
 				c1.Process, c1.Name = "sipd", "process:sipd"
@@ -257,6 +261,19 @@ func TestParseNodeErrors(t *testing.T) {
 		{"witness with targets", "node: w\nrole: witness\nserver: true\ntargets: {x: {comm: x}}\n", 4, "targets", ErrInvalid, "a witness runs no service"},
 		{"roles unknown", minimalNode + "roles: auto\n", 5, "roles", ErrInvalid, `want managed or external, got "auto"`},
 		{"external without probe", minimalNode + "roles: external\n", 5, "role_probe", ErrInvalid, "required when roles is external"},
+
+		// Security keys.
+		{"non-loopback bind without tls", minimalNode + "bind: 192.0.2.7\n", 5, "bind", ErrInvalid, "192.0.2.7 is not a loopback address and tls is not set"},
+		{"insecure not bool", minimalNode + "insecure: maybe\n", 5, "insecure", ErrType, `want true or false, got "maybe"`},
+		{"exec_checks unknown", minimalNode + "exec_checks: sometimes\n", 5, "exec_checks", ErrInvalid, `want allow or deny, got "sometimes"`},
+		{"tokens a mapping", minimalNode + "tokens: {name: ci}\n", 5, "tokens", ErrType, "want a list of {name, role, sha256}"},
+		{"token unknown key", minimalNode + "tokens:\n  - {name: ci, role: operator, secret: x}\n", 6, "tokens[0]", ErrUnknownKey, `unknown key "secret"`},
+		{"token bad sha256", minimalNode + "tokens:\n  - {name: ci, role: operator, sha256: hunter2}\n", 6, "tokens[0].sha256", ErrInvalid, "want the 64 hex digits of the secret's sha256 (printf %s SECRET | sha256sum), got 7 characters"},
+		{"token unknown role", minimalNode + "tokens:\n  - {name: ci, role: admin, sha256: " + sum64 + "}\n", 6, "tokens[0].role", ErrInvalid, `want reader or operator, got "admin"`},
+		{"token node role", minimalNode + "tokens:\n  - {name: ci, role: node, sha256: " + sum64 + "}\n", 6, "tokens[0].role", ErrInvalid, "node identities come only from node certificates"},
+		{"token without name", minimalNode + "tokens:\n  - {role: reader, sha256: " + sum64 + "}\n", 6, "tokens[0].name", ErrInvalid, "not a valid name"},
+		{"token name twice", minimalNode + "tokens:\n  - {name: ci, role: reader, sha256: " + sum64 + "}\n  - {name: ci, role: reader, sha256: " + strings.Repeat("b", 64) + "}\n", 7, "tokens[1].name", ErrInvalid, "also tokens[0]"},
+		{"token secret twice", minimalNode + "tokens:\n  - {name: a, role: reader, sha256: " + sum64 + "}\n  - {name: b, role: reader, sha256: " + strings.ToUpper(sum64) + "}\n", 7, "tokens[1].sha256", ErrInvalid, "the same secret as tokens[0]"},
 		{"failover_after zero", minimalNode + "failover_after: 0s\n", 5, "failover_after", ErrInvalid, "must be positive"},
 		{"failover_after negative", minimalNode + "failover_after: -1s\n", 5, "failover_after", ErrInvalid, "must be positive"},
 		{"active without targets", "node: a1\npair: p1\nrole: active\n", 3, "targets", ErrInvalid, "required for role active"},
@@ -323,5 +340,24 @@ func checkError[T any](t *testing.T, got *T, err error, file string, tt errorCas
 	}
 	if strings.ContainsAny(s, "\r\n") {
 		t.Errorf("error %q spans lines; want one line", s)
+	}
+}
+
+func TestParseNodeSecurityKeys(t *testing.T) {
+	y := minimalNode + "bind: 192.0.2.7\ninsecure: true\nexec_checks: deny\ntokens:\n  - {name: ci, role: operator, sha256: " + strings.ToUpper(sum64) + "}\n  - {name: dash, role: reader, sha256: " + strings.Repeat("0", 64) + "}\n"
+	n, err := ParseNode([]byte(y), "/etc/lp/lpd.yaml")
+	if err != nil {
+		t.Fatalf("ParseNode error: %v; want nil", err)
+	}
+	want := []Token{{Name: "ci", Role: TokenOperator, SHA256: sum64}, {Name: "dash", Role: TokenReader, SHA256: strings.Repeat("0", 64)}}
+	if !reflect.DeepEqual(n.Tokens, want) || !n.Insecure || n.ExecChecks != ExecDeny {
+		t.Errorf("ParseNode = tokens %+v, insecure %v, exec_checks %q; want %+v, true, deny", n.Tokens, n.Insecure, n.ExecChecks, want)
+	}
+	// A loopback bind needs no tls; a non-loopback one with tls needs no insecure.
+	for _, y := range []string{minimalNode + "bind: ::1\n", minimalNode + "bind: 127.0.0.2\n",
+		minimalNode + "bind: 192.0.2.7\ntls: {ca: ca.pem, cert: a1.pem, key: a1-key.pem}\n"} {
+		if _, err := ParseNode([]byte(y), "/etc/lp/lpd.yaml"); err != nil {
+			t.Errorf("ParseNode(%q) error: %v; want nil", y, err)
+		}
 	}
 }

@@ -73,6 +73,10 @@ func run(args []string, stderr io.Writer) int {
 	for _, key := range n.Unsupported() {
 		log.Warn("config key is not supported by this lpd yet; ignored", "key", key)
 	}
+	if n.Insecure && n.TLS == (config.TLS{}) {
+		log.Warn("insecure: true: the API and raft run without TLS and without authentication on " + n.Bind +
+			"; anyone who reaches them can patch this host (set tls; see docs/security.md)")
+	}
 	cfg := cluster.FromNode(n)
 	cfg.Patcher = cluster.EnginePatcher{}
 	cfg.Logger = log
