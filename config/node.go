@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"lp/signing"
 )
 
 // Roles of a node (Node.Role).
@@ -54,7 +57,7 @@ type Node struct {
 	Health          []Check           // health: node-level checks, always running
 	TLS             TLS               // tls: the API and raft over mutual TLS; all of ca, cert, key or none
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
-	TrustedKeys     []string          // trusted_keys (not implemented by lpd yet)
+	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys (checked, not enforced by lpd yet)
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
 	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
@@ -179,11 +182,38 @@ func (n *Node) Validate() error {
 		return err
 	}
 	for i, k := range n.TrustedKeys {
+		field := "trusted_keys[" + strconv.Itoa(i) + "]"
 		if k == "" {
-			return invalid("trusted_keys["+strconv.Itoa(i)+"]", "want a public key, got an empty string")
+			return invalid(field, "want a public key, got an empty string")
+		}
+		if _, err := signing.ParsePublicKey([]byte(k)); err != nil {
+			return invalid(field, fmt.Sprintf("%s is not an ed25519 public key: %s (want the one line of a KEY.pub written by lpctl patch keygen)",
+				quoteClip(k), strings.TrimPrefix(err.Error(), signing.ErrBadKey.Error()+": ")))
 		}
 	}
 	return nil
+}
+
+// TrustedPublicKeys returns the keys of trusted_keys. Validate has checked
+// them; an entry that does not parse is an error here too (never skipped).
+func (n *Node) TrustedPublicKeys() ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for i, k := range n.TrustedKeys {
+		pub, err := signing.ParsePublicKey([]byte(k))
+		if err != nil {
+			return nil, invalid("trusted_keys["+strconv.Itoa(i)+"]", err.Error())
+		}
+		keys = append(keys, pub)
+	}
+	return keys, nil
+}
+
+// quoteClip quotes s for an error message, cut to 60 bytes.
+func quoteClip(s string) string {
+	if len(s) > 60 {
+		return strconv.Quote(s[:60]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 func (n *Node) validateNetwork() error {

@@ -10,11 +10,14 @@ import (
 	"time"
 )
 
-// minimalNode is the smallest valid active node; cases append to it, so
-// their first line is line 5.
 // sum64 is a well-formed token sha256.
 const sum64 = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
 
+// testPub is an ed25519 public key (seed 32 bytes of 1) as trusted_keys holds it.
+const testPub = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="
+
+// minimalNode is the smallest valid active node; cases append to it, so
+// their first line is line 5.
 const minimalNode = `node: a1
 pair: p1
 role: active
@@ -61,7 +64,7 @@ func TestLoadNodeDesignExample(t *testing.T) {
 			Key:  filepath.Join(dir, "node-key.pem"),
 		},
 		GossipKey:   key,
-		TrustedKeys: []string{"ed25519-public-key-base64"},
+		TrustedKeys: []string{"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="},
 		ExecChecks:  ExecAllow,
 	}
 	if !reflect.DeepEqual(n, want) {
@@ -298,6 +301,8 @@ func TestParseNodeErrors(t *testing.T) {
 		{"tls partial", minimalNode + "tls:\n  ca: ca.pem\n", 5, "tls.cert", ErrInvalid, "want all of ca, cert, key"},
 		{"gossip key wrong size", minimalNode + "gossip_key: AAECAwQFBgcICQ==\n", 5, "gossip_key", ErrInvalid, "got 10 bytes"},
 		{"trusted key empty", minimalNode + "trusted_keys: ['']\n", 5, "trusted_keys[0]", ErrInvalid, "empty string"},
+		{"trusted key not base64", minimalNode + "trusted_keys: [" + testPub + ", 'not a key!']\n", 5, "trusted_keys[1]", ErrInvalid, `"not a key!" is not an ed25519 public key: ed25519 public key is not base64`},
+		{"trusted key wrong size", minimalNode + "trusted_keys:\n  - AAECAwQFBgcICQ==\n", 6, "trusted_keys[0]", ErrInvalid, "decodes to 10 bytes; want 32 (want the one line of a KEY.pub"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

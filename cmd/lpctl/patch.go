@@ -22,7 +22,8 @@ func patchCommand(a *app) *cobra.Command {
 		Use:   "patch",
 		Short: "Apply, list, revert and inspect live patches on this host",
 	}
-	c.AddCommand(patchApplyCommand(a), patchListCommand(a), patchRevertCommand(a), patchInspectCommand(a))
+	c.AddCommand(patchApplyCommand(a), patchListCommand(a), patchRevertCommand(a), patchInspectCommand(a),
+		patchKeygenCommand(a), patchSignCommand(a), patchVerifyCommand(a))
 	return c
 }
 
@@ -183,18 +184,27 @@ func patchRevertCommand(a *app) *cobra.Command {
 }
 
 func patchInspectCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect MODULE",
-		Short: "Show what a patch module declares, or what is wrong with it",
+	var pubs []string
+	c := &cobra.Command{
+		Use:   "inspect MODULE [--pub KEY.pub]",
+		Short: "Show what a patch module declares, whether it is signed, or what is wrong with it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := readPublicKeys(pubs)
+			if err != nil {
+				return err
+			}
 			m, err := module.Open(args[0])
 			if err != nil {
 				return err
 			}
 			info := m.Inspect()
+			sig := inspectSignature(args[0], m.Data, keys)
 			if a.output == "json" {
-				return a.printJSON(info)
+				return a.printJSON(struct {
+					module.Info
+					Signature signatureInfo `json:"signature"`
+				}{info, sig})
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "id:\t%s\n", info.ID)
@@ -208,10 +218,13 @@ func patchInspectCommand(a *app) *cobra.Command {
 			fmt.Fprintf(w, "size:\t%d bytes\n", info.Size)
 			fmt.Fprintf(w, "needs:\t%s\n", dash(strings.Join(info.Needed, ", ")))
 			fmt.Fprintf(w, "load mode:\t%s\n", info.Mode)
+			fmt.Fprintf(w, "signature:\t%s\n", sig)
 			for _, h := range info.Hints {
 				fmt.Fprintf(w, "note:\t%s\n", h)
 			}
 			return w.Flush()
 		},
 	}
+	c.Flags().StringArrayVar(&pubs, "pub", nil, "check the signature with this public key (KEY.pub); repeat for several")
+	return c
 }
