@@ -32,6 +32,10 @@ type window struct {
 	// stack is read only as far as its mapping goes.
 	maps []proc.Mapping
 
+	// fault is Options.fault: asked "write N" before the window's Nth
+	// write (tests).
+	fault func(point string) error
+
 	// Buffers reused across attempts and threads, allocated by prepare.
 	threads  []patchsite.Thread
 	words    []uint64
@@ -55,6 +59,11 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 	var st windowStats
 	for {
 		st.Attempts++
+		if w.fault != nil {
+			if err := w.fault("window"); err != nil {
+				return st, err
+			}
+		}
 		var busy error
 		pause, err := p.WithStoppedTimed(ctx, func(s *ptrace.Stopped) error {
 			threads, err := w.snapshot(s)
@@ -64,14 +73,16 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 			if busy = w.checker.Check(threads); busy != nil {
 				return nil
 			}
-			for _, wr := range w.writes {
-				if err := s.WriteMem(wr.addr, wr.data); err != nil {
-					// Put back what was written: all or nothing.
-					for _, done := range w.writes {
-						if done.addr == wr.addr {
-							break
-						}
-						_ = s.WriteMem(done.addr, done.prev)
+			for i, wr := range w.writes {
+				err := w.injected(i)
+				if err == nil {
+					err = s.WriteMem(wr.addr, wr.data)
+				}
+				if err != nil {
+					// Put back what was written, newest first (writes
+					// to one site follow each other): all or nothing.
+					for j := i - 1; j >= 0; j-- {
+						_ = s.WriteMem(w.writes[j].addr, w.writes[j].prev)
 					}
 					return err
 				}
@@ -97,6 +108,14 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 		time.Sleep(wait)
 		backoff = min(backoff*5/4, 5*time.Millisecond)
 	}
+}
+
+// injected asks the test hook about the ith write.
+func (w *window) injected(i int) error {
+	if w.fault == nil {
+		return nil
+	}
+	return w.fault(fmt.Sprintf("write %d", i))
 }
 
 // snapshot reads every stopped thread's instruction pointer and the raw

@@ -55,6 +55,9 @@ type Options struct {
 	// farLoad maps the module without looking for a hole near the replaced
 	// functions (tests use it to exercise the 14-byte jump).
 	farLoad bool
+	// fault, when set, is asked at each named failure point of an
+	// operation (tests); an error it returns is that step's failure.
+	fault func(point string) error
 }
 
 func (o Options) withDefaults() (Options, patchsite.Mode, error) {
@@ -143,6 +146,7 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 	if err != nil {
 		return nil, err
 	}
+	s.fault = opts.fault
 	res, err := s.apply(ctx, m, targets, opts, cmode)
 	if err != nil {
 		s.unwind()
@@ -296,7 +300,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 	if err != nil {
 		return nil, err
 	}
-	w := &window{checker: checker, stackScan: opts.StackScan}
+	w := &window{checker: checker, stackScan: opts.StackScan, fault: opts.fault}
 	for _, f := range patch.Funcs {
 		w.writes = append(w.writes, write{addr: f.Site, data: f.Jump, prev: f.Prev})
 	}
@@ -391,13 +395,16 @@ func (s *session) recordFailed(reg *registry, m *module.Module, mode string, l *
 type RevertResult struct {
 	Reverted []string      // ids reverted, in order (dependents first, newest first)
 	Already  bool          // the patch was not active: nothing was done
-	Pause    time.Duration // total stop-the-world time
+	Pause    time.Duration // how long the target's threads were stopped
+	Attempts int           // windows tried
 }
 
 // Revert puts back the bytes a patch replaced. With cascade, active patches
-// that depend on it are reverted first, newest first; without, their
-// presence refuses the revert. The module's memory stays mapped: a thread
-// may still be running in it, and it costs no more than its pages.
+// that depend on it are reverted with it, in the same stop-the-world window:
+// all of them or none. Without cascade, their presence refuses the revert.
+// The module's memory stays mapped: a thread may still be running in it, and
+// it costs no more than its pages. A revert that fails changes neither the
+// target's code nor its record.
 func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options) (*RevertResult, error) {
 	opts, cmode, err := opts.withDefaults()
 	if err != nil {
@@ -411,14 +418,30 @@ func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options)
 	if err != nil {
 		return nil, err
 	}
-	defer s.detach()
+	s.fault = opts.fault
+	res, err := s.revert(ctx, id, cascade, opts, cmode)
+	if err != nil {
+		s.unwind()
+	} else {
+		s.keep()
+	}
+	if derr := s.detach(); derr != nil && err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *session) revert(ctx context.Context, id string, cascade bool, opts Options, cmode patchsite.Mode) (*RevertResult, error) {
 	reg, err := s.openRegistry(false)
 	if err != nil {
 		return nil, err
 	}
 	p := reg.find(id)
 	if p == nil {
-		return nil, fmt.Errorf("no patch %s in pid %d: %w", id, pid, ErrNotFound)
+		return nil, fmt.Errorf("no patch %s in pid %d: %w", id, s.pid, ErrNotFound)
 	}
 	if p.State != StateActive {
 		return &RevertResult{Already: true}, nil
@@ -427,16 +450,71 @@ func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options)
 	if err != nil {
 		return nil, err
 	}
-	res := &RevertResult{}
-	for _, q := range order {
-		pause, err := s.revertOne(ctx, reg, q, cmode, opts)
-		if err != nil {
-			return res, err
-		}
-		res.Reverted = append(res.Reverted, q.ID)
-		res.Pause += pause
+	ids := make([]string, len(order))
+	for i, q := range order {
+		ids[i] = q.ID
 	}
-	return res, nil
+	plan, err := planRevert(reg.doc, ids)
+	if err != nil {
+		return nil, err
+	}
+	checker, err := patchsite.NewChecker(plan.sites, cmode)
+	if err != nil {
+		return nil, err
+	}
+	w := &window{checker: checker, stackScan: opts.StackScan, writes: plan.writes, fault: opts.fault}
+	if err := s.space.Refresh(); err == nil {
+		w.maps = s.space.Maps
+	}
+
+	// The journal: the intent record (states "reverting", the new bytes
+	// of patches above as pending) goes in first; a reader that finds it
+	// settles it by the bytes at the sites. On failure the record before
+	// is put back, so nothing changed.
+	before := reg.doc
+	reg.doc = plan.intent
+	if err := s.fail("revert-intent"); err != nil {
+		reg.doc = before
+		return nil, err
+	}
+	if err := reg.save(); err != nil {
+		reg.doc = before
+		return nil, fmt.Errorf("recording the revert of %s in pid %d: %w", strings.Join(ids, ", "), s.pid, err)
+	}
+	s.undo(func() error {
+		reg.doc = before
+		return reg.save()
+	})
+	stats, err := w.run(ctx, s.proc, opts.Timeout)
+	if err == nil {
+		err = s.fail("revert-window")
+	}
+	if err != nil {
+		var be *BusyError
+		if errors.As(err, &be) {
+			return nil, fmt.Errorf("refusing to revert %s in pid %d: %w", strings.Join(ids, ", "), s.pid, err)
+		}
+		return nil, fmt.Errorf("reverting %s in pid %d: %w", strings.Join(ids, ", "), s.pid, err)
+	}
+	// The code is reverted: from here on nothing is undone.
+	s.keep()
+	reg.doc = plan.final
+	now := time.Now().UTC()
+	for i := range reg.doc.Patches {
+		if q := &reg.doc.Patches[i]; slices.Contains(ids, q.ID) && q.State == StateReverted {
+			q.RevertedAt = now
+		}
+	}
+	err = s.fail("revert-final")
+	if err == nil {
+		err = reg.save()
+	}
+	if err != nil {
+		// The record still holds the intent, which a reader settles to
+		// the same result by the bytes at the sites.
+		s.logf("recording the revert of %s in pid %d: %v", strings.Join(ids, ", "), s.pid, err)
+	}
+	return &RevertResult{Reverted: ids, Pause: stats.Pause, Attempts: stats.Attempts}, nil
 }
 
 // revertOrder is p and, transitively, the active patches depending on it,
@@ -476,71 +554,56 @@ func revertOrder(reg *registry, p *Patch, cascade bool) ([]*Patch, error) {
 	return order, nil
 }
 
-// revertOne reverts one active patch. For each of its functions: if it is
-// the top of that function's stack, its saved bytes go back (the earlier
-// patch's jump or the original code); if a later patch sits on top, only
-// that patch's saved bytes are changed to ours, so reverting it later
-// restores what was there before us.
-func (s *session) revertOne(ctx context.Context, reg *registry, p *Patch, cmode patchsite.Mode, opts Options) (time.Duration, error) {
-	w := &window{stackScan: opts.StackScan}
-	var sites []patchsite.Site
-	for i := range p.Funcs {
-		f := &p.Funcs[i]
-		if above := stackedAbove(reg, p, f.Site); above != nil {
-			above.Prev = f.Prev
-			continue
-		}
-		w.writes = append(w.writes, write{addr: f.Site, data: f.Prev, prev: f.Jump})
-		// The same rule as activation, on the same function: no thread in
-		// the bytes being rewritten or (function mode) anywhere in the
-		// replaced function. Threads running the replacement are not
-		// waited for: the module stays mapped, they finish the new
-		// version and their next call runs the old one. A hot replacement
-		// would otherwise make revert, the operator's way out, fail.
-		sites = append(sites, patchsite.Site{Func: f.Name, FuncAddr: f.Addr, FuncSize: f.Size, Addr: f.Site, Len: len(f.Prev)})
-	}
-	checker, err := patchsite.NewChecker(sites, cmode)
-	if err != nil {
-		return 0, err
-	}
-	w.checker = checker
-	if err := s.space.Refresh(); err == nil {
-		w.maps = s.space.Maps
-	}
-	p.State = stateReverting
-	if err := reg.save(); err != nil {
-		return 0, err
-	}
-	stats, err := w.run(ctx, s.proc, opts.Timeout)
-	if err != nil {
-		p.State = StateActive
-		if serr := reg.save(); serr != nil {
-			s.logf("recording patch %s as still active in pid %d: %v", p.ID, s.pid, serr)
-		}
-		return 0, fmt.Errorf("reverting %s in pid %d: %w", p.ID, s.pid, err)
-	}
-	p.State = StateReverted
-	p.RevertedAt = time.Now().UTC()
-	if err := reg.save(); err != nil {
-		s.logf("recording patch %s as reverted in pid %d: %v", p.ID, s.pid, err)
-	}
-	return stats.Pause, nil
+// revertPlan is a revert computed before the target is stopped: the writes
+// of the window, the sites threads must be clear of, and the two records,
+// on copies: intent (written before the window) and final (after).
+type revertPlan struct {
+	writes []write
+	sites  []patchsite.Site
+	intent registryDoc
+	final  registryDoc
 }
 
-// stackedAbove finds the active patch directly above p on the function whose
-// jump site is site, or nil when p is on top.
-func stackedAbove(reg *registry, p *Patch, site uint64) *Func {
-	var best *Func
-	bestSeq := 0
-	for _, q := range reg.active() {
-		if q.Seq <= p.Seq {
-			continue
+// planRevert computes the revert of the active patches ids, given newest
+// first. For each function of each: if the patch is the top of that
+// function's stack, its saved bytes go back (the earlier patch's jump or
+// the original code); if a later patch that stays sits on top, only that
+// patch's saved bytes change to ours, so reverting it later restores what
+// was there before us. Writes to one site follow in order; each one's prev
+// is the jump it replaces, so undoing them newest first is exact.
+func planRevert(doc registryDoc, ids []string) (*revertPlan, error) {
+	final := doc.clone()
+	intent := doc.clone()
+	plan := &revertPlan{}
+	for _, id := range ids {
+		p := final.find(id)
+		if p == nil || p.State != StateActive {
+			return nil, fmt.Errorf("patch %s is not active: %w", id, ErrNotFound)
 		}
-		for i := range q.Funcs {
-			if q.Funcs[i].Site == site && (best == nil || q.Seq < bestSeq) {
-				best, bestSeq = &q.Funcs[i], q.Seq
+		for i := range p.Funcs {
+			f := &p.Funcs[i]
+			if above, seq := final.stackedAbove(p, f.Site); above != nil {
+				above.Prev = slices.Clone(f.Prev)
+				// The intent carries it as pending: applied by a reader
+				// only if the window happened.
+				if ia := intent.funcAt(seq, f.Site); ia != nil {
+					ia.Pending = slices.Clone(f.Prev)
+				}
+				continue
 			}
+			plan.writes = append(plan.writes, write{addr: f.Site, data: f.Prev, prev: f.Jump})
+			// The same rule as activation, on the same function: no
+			// thread in the bytes being rewritten or (function mode)
+			// anywhere in the replaced function. Threads running the
+			// replacement are not waited for: the module stays mapped,
+			// they finish the new version and their next call runs the
+			// old one. A hot replacement would otherwise make revert,
+			// the operator's way out, fail.
+			plan.sites = append(plan.sites, patchsite.Site{Func: f.Name, FuncAddr: f.Addr, FuncSize: f.Size, Addr: f.Site, Len: len(f.Prev)})
 		}
+		p.State = StateReverted
+		intent.find(id).State = stateReverting
 	}
-	return best
+	plan.intent, plan.final = intent, final
+	return plan, nil
 }

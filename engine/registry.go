@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,10 @@ type Func struct {
 	// function's original bytes, or the jump of the patch below in a stack.
 	Prev []byte `json:"prev"`
 	Jump []byte `json:"jump"` // the bytes this patch writes at Site
+	// Pending is the journal of a revert of the patch below this one: its
+	// Prev to be, written before the window and made Prev by whoever
+	// settles the revert as done (dropped if it did not happen).
+	Pending []byte `json:"pending,omitempty"`
 }
 
 // Patch is one patch applied to a process.
@@ -189,27 +194,53 @@ func readRecords(pid int) ([]Patch, error) {
 }
 
 // resolveTransitions settles "activating" and "reverting" records (left by
-// an lp process that died inside an operation) by what the memory says.
+// an lp process that died inside an operation, or read while one runs) by
+// what the memory says. An activation is one patch: it happened when all its
+// jumps are in place. A revert, cascaded or not, is one window: it happened
+// when no reverting patch has its jump at any of its sites any more; then the
+// pending bytes of the patches above it become their Prev.
 func resolveTransitions(ps []Patch, mem memReader) {
-	for i := range ps {
-		p := &ps[i]
-		if p.State != stateActivating && p.State != stateReverting {
+	jumpAt := func(f Func) bool {
+		got := make([]byte, len(f.Jump))
+		return mem.ReadMem(f.Site, got) == nil && bytes.Equal(got, f.Jump)
+	}
+	reverting, reverted := false, true
+	for _, p := range ps {
+		if p.State != stateReverting {
 			continue
 		}
-		jumped := len(p.Funcs) > 0
+		reverting = true
 		for _, f := range p.Funcs {
-			got := make([]byte, len(f.Jump))
-			if err := mem.ReadMem(f.Site, got); err != nil || !bytes.Equal(got, f.Jump) {
-				jumped = false
+			if jumpAt(f) {
+				reverted = false
 			}
 		}
-		switch {
-		case jumped:
-			p.State = StateActive
-		case p.State == stateActivating:
+	}
+	for i := range ps {
+		p := &ps[i]
+		for j := range p.Funcs {
+			if f := &p.Funcs[j]; f.Pending != nil {
+				if reverting && reverted {
+					f.Prev = f.Pending
+				}
+				f.Pending = nil
+			}
+		}
+		switch p.State {
+		case stateActivating:
+			jumped := len(p.Funcs) > 0
+			for _, f := range p.Funcs {
+				jumped = jumped && jumpAt(f)
+			}
 			p.State = StateLoaded
-		default:
-			p.State = StateReverted
+			if jumped {
+				p.State = StateActive
+			}
+		case stateReverting:
+			p.State = StateActive
+			if reverted {
+				p.State = StateReverted
+			}
 		}
 	}
 }
@@ -289,23 +320,79 @@ func (r *registry) save() error {
 	return r.s.proc.WriteMem(r.addr+8, word[:])
 }
 
-func (r *registry) find(id string) *Patch {
-	for i := len(r.doc.Patches) - 1; i >= 0; i-- {
-		if r.doc.Patches[i].ID == id {
-			return &r.doc.Patches[i]
+func (r *registry) find(id string) *Patch { return r.doc.find(id) }
+
+func (r *registry) active() []*Patch { return r.doc.active() }
+
+// find returns the newest record of id, or nil.
+func (d *registryDoc) find(id string) *Patch {
+	for i := len(d.Patches) - 1; i >= 0; i-- {
+		if d.Patches[i].ID == id {
+			return &d.Patches[i]
 		}
 	}
 	return nil
 }
 
-func (r *registry) active() []*Patch {
+// active returns the active patches, oldest first.
+func (d *registryDoc) active() []*Patch {
 	var ps []*Patch
-	for i := range r.doc.Patches {
-		if r.doc.Patches[i].State == StateActive {
-			ps = append(ps, &r.doc.Patches[i])
+	for i := range d.Patches {
+		if d.Patches[i].State == StateActive {
+			ps = append(ps, &d.Patches[i])
 		}
 	}
 	return ps
+}
+
+// clone is a deep copy: a plan changes it without touching the original.
+func (d registryDoc) clone() registryDoc {
+	c := registryDoc{Pid: d.Pid, Patches: make([]Patch, len(d.Patches))}
+	for i, p := range d.Patches {
+		p.Depends = slices.Clone(p.Depends)
+		p.Funcs = slices.Clone(p.Funcs)
+		for j := range p.Funcs {
+			f := &p.Funcs[j]
+			f.Prev, f.Jump, f.Pending = slices.Clone(f.Prev), slices.Clone(f.Jump), slices.Clone(f.Pending)
+		}
+		c.Patches[i] = p
+	}
+	return c
+}
+
+// stackedAbove finds the function record of the active patch directly above
+// p on the function whose jump site is site, and that patch's sequence
+// number, or nil when p is on top.
+func (d *registryDoc) stackedAbove(p *Patch, site uint64) (*Func, int) {
+	var best *Func
+	bestSeq := 0
+	for _, q := range d.active() {
+		if q.Seq <= p.Seq {
+			continue
+		}
+		for i := range q.Funcs {
+			if q.Funcs[i].Site == site && (best == nil || q.Seq < bestSeq) {
+				best, bestSeq = &q.Funcs[i], q.Seq
+			}
+		}
+	}
+	return best, bestSeq
+}
+
+// funcAt returns the function record at site of the patch numbered seq, or
+// nil: the same record in a clone of the document.
+func (d *registryDoc) funcAt(seq int, site uint64) *Func {
+	for i := range d.Patches {
+		if d.Patches[i].Seq != seq {
+			continue
+		}
+		for j := range d.Patches[i].Funcs {
+			if d.Patches[i].Funcs[j].Site == site {
+				return &d.Patches[i].Funcs[j]
+			}
+		}
+	}
+	return nil
 }
 
 func (r *registry) nextSeq() int {

@@ -25,6 +25,16 @@ type session struct {
 	logf  func(format string, args ...any)
 	// callTimeout bounds each injected function call (initialisers, dlopen).
 	callTimeout time.Duration
+	// fault is Options.fault (tests).
+	fault func(point string) error
+}
+
+// fail asks the test hook whether the step named point fails.
+func (s *session) fail(point string) error {
+	if s.fault == nil {
+		return nil
+	}
+	return s.fault(point)
 }
 
 func attachSession(pid int, space *proc.Space, logf func(string, ...any)) (*session, error) {
