@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"lp/engine/module"
 	"lp/engine/patchsite"
 	"lp/engine/proc"
-	"lp/engine/ptrace"
 )
 
 // Loading modes.
@@ -164,14 +162,11 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 }
 
 func openSpace(pid int) (*proc.Space, error) {
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); pid <= 0 || err != nil {
-		return nil, fmt.Errorf("no process with pid %d: %w", pid, ptrace.ErrNoProcess)
+	if err := checkTarget(pid); err != nil {
+		return nil, err
 	}
-	space, err := proc.Open(pid)
-	if err != nil {
-		return nil, fmt.Errorf("reading pid %d: %w", pid, err)
-	}
-	return space, nil
+	// proc's errors name the pid already.
+	return proc.Open(pid)
 }
 
 func resolveTargets(space *proc.Space, m *module.Module) ([]target, error) {

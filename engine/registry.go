@@ -168,12 +168,12 @@ func readRegistry(mem memReader, addr uint64) (*registryDoc, error) {
 // not stop or disturb the target. Transitional states are resolved against
 // the bytes at the patch sites.
 func readRecords(pid int) ([]Patch, error) {
-	maps, err := proc.ReadMaps(pid)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no process with pid %d", pid)
+	if err := checkTarget(pid); err != nil {
+		return nil, err
 	}
+	maps, err := proc.ReadMaps(pid) // its errors name the pid
 	if err != nil {
-		return nil, fmt.Errorf("reading maps of pid %d: %w", pid, err)
+		return nil, err
 	}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
 	if err != nil {
