@@ -509,24 +509,52 @@ func (n *Node) gossipLoop() {
 }
 
 // slogWriter turns hclog's lines ("[WARN]  raft: text") into slog records
-// of the same level.
+// at the line's level, lowering raft's routine complaints (see raftLine).
 type slogWriter struct{ log *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		level := slog.LevelInfo
-		for prefix, l := range map[string]slog.Level{"[TRACE]": slog.LevelDebug - 4, "[DEBUG]": slog.LevelDebug,
-			"[INFO]": slog.LevelInfo, "[WARN]": slog.LevelWarn, "[ERROR]": slog.LevelError} {
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				level, line = l, strings.TrimSpace(rest)
-				break
-			}
-		}
-		if line != "" {
-			w.log.Log(context.Background(), level, line)
+		level, text := raftLine(line)
+		if text != "" {
+			w.log.Log(context.Background(), level, text)
 		}
 	}
 	return len(p), nil
+}
+
+// raftLine returns the level and the text of one hclog line.
+func raftLine(line string) (slog.Level, string) {
+	level := slog.LevelInfo
+	for _, t := range []struct {
+		prefix string
+		level  slog.Level
+	}{{"[TRACE]", slog.LevelDebug - 4}, {"[DEBUG]", slog.LevelDebug}, {"[INFO]", slog.LevelInfo},
+		{"[WARN]", slog.LevelWarn}, {"[ERROR]", slog.LevelError}} {
+		if rest, ok := strings.CutPrefix(line, t.prefix); ok {
+			level, line = t.level, strings.TrimSpace(rest)
+			break
+		}
+	}
+	// Raft's WARN and ERROR lines that every healthy start, election or
+	// clean shutdown produces (a fresh follower catching up, a leader that
+	// stepped down) are logged at INFO, so that WARN and ERROR mean
+	// something an operator should look at.
+	routine := [...]string{
+		"heartbeat timeout reached, starting election",
+		"heartbeat timeout reached, not part of a stable configuration",
+		"no known peers, aborting election",
+		"failed to get previous log",
+		"appendEntries rejected, sending older logs",
+		"peer has newer term, stopping replication",
+	}
+	if level > slog.LevelInfo {
+		for _, r := range routine {
+			if strings.Contains(line, r) {
+				return slog.LevelInfo, line
+			}
+		}
+	}
+	return level, line
 }
 
 // targetNames returns the node's target names, sorted.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -186,7 +187,7 @@ func Start(cfg Config) (*Membership, error) {
 	go func() { defer m.wg.Done(); m.janitor() }()
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(cfg.Join); err != nil {
-			m.log.Warn("join failed; retrying while alone", "peers", cfg.Join, "every", cfg.Timing.JoinRetryInterval, "err", err)
+			m.log.Info("no peer reachable yet; retrying while alone", "peers", cfg.Join, "every", cfg.Timing.JoinRetryInterval, "err", err)
 		}
 		m.wg.Add(1)
 		go func() { defer m.wg.Done(); m.retryJoin() }()
@@ -616,10 +617,33 @@ func parseMemberlistLine(s string) (slog.Level, string) {
 		{"[ERR] ", slog.LevelError},
 		{"[ERROR] ", slog.LevelError},
 	}
+	level := slog.LevelInfo
 	for _, l := range levels {
 		if len(s) >= len(l.tag) && s[:len(l.tag)] == l.tag {
-			return l.level, s[len(l.tag):]
+			level, s = l.level, s[len(l.tag):]
+			break
 		}
 	}
-	return slog.LevelInfo, s
+	// Lines memberlist writes at WARN or ERROR on every healthy start
+	// (members probing each other before all have joined, a refuted
+	// suspicion) and on a clean shutdown (a socket closed under a
+	// reader). Membership changes that matter reach the log as events,
+	// so these stay at INFO (DEBUG for the shutdown ones).
+	routine := [...]struct {
+		text  string
+		level slog.Level
+	}{
+		{"Refuting a suspect message", slog.LevelInfo},
+		{"Failed fallback TCP ping", slog.LevelInfo},
+		{"but UDP probes failed, network may be misconfigured", slog.LevelInfo},
+		{"use of closed network connection", slog.LevelDebug},
+	}
+	if level > slog.LevelInfo {
+		for _, r := range routine {
+			if strings.Contains(s, r.text) {
+				return r.level, s
+			}
+		}
+	}
+	return level, s
 }

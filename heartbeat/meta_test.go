@@ -152,7 +152,16 @@ func TestParseMemberlistLine(t *testing.T) {
 	}{
 		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:1\n", slog.LevelDebug, "memberlist: Stream connection from=127.0.0.1:1"},
 		{"[INFO] memberlist: Suspect n3 has failed, no acks received\n", slog.LevelInfo, "memberlist: Suspect n3 has failed, no acks received"},
-		{"[WARN] memberlist: Refuting a suspect message (from: n1)", slog.LevelWarn, "memberlist: Refuting a suspect message (from: n1)"},
+		// Routine on a healthy start or shutdown: lowered.
+		{"[WARN] memberlist: Refuting a suspect message (from: n1)", slog.LevelInfo, "memberlist: Refuting a suspect message (from: n1)"},
+		{"[ERR] memberlist: Failed fallback TCP ping: timeout 100ms: read tcp 127.0.0.1:55104->127.0.0.1:7172: i/o timeout", slog.LevelInfo,
+			"memberlist: Failed fallback TCP ping: timeout 100ms: read tcp 127.0.0.1:55104->127.0.0.1:7172: i/o timeout"},
+		{"[WARN] memberlist: Was able to connect to sip-b over TCP but UDP probes failed, network may be misconfigured", slog.LevelInfo,
+			"memberlist: Was able to connect to sip-b over TCP but UDP probes failed, network may be misconfigured"},
+		{"[ERR] memberlist: Error reading UDP packet: read udp 127.0.0.1:7072: use of closed network connection", slog.LevelDebug,
+			"memberlist: Error reading UDP packet: read udp 127.0.0.1:7072: use of closed network connection"},
+		// Not routine: kept.
+		{"[WARN] memberlist: Refusing to join: bad key", slog.LevelWarn, "memberlist: Refusing to join: bad key"},
 		{"[ERR] memberlist: Failed to send gossip\r\n", slog.LevelError, "memberlist: Failed to send gossip"},
 		{"no level", slog.LevelInfo, "no level"},
 		{"", slog.LevelInfo, ""},

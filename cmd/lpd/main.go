@@ -3,6 +3,7 @@
 // SIGINT, on which it leaves the cluster gracefully and exits 0.
 //
 //	lpd --config /etc/lp/lpd.yaml [--log-level debug|info|warn|error]
+//	lpd --help
 //
 // --gossip-timing memberlist-lan runs gossip with memberlist's default LAN
 // failure detector instead of lp's tuned one (lan-fast), to compare the two
@@ -12,7 +13,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,51 +21,83 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"lp/cluster"
 	"lp/config"
 	"lp/heartbeat"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is lpd without the process around it: it returns the exit status.
-func run(args []string, stderr io.Writer) int {
+// run is lpd without the process around it: it returns the exit status
+// (0 after a graceful leave or --help, 1 on a config or start error, 2 on a
+// bad invocation).
+func run(args []string, stdout, stderr io.Writer) int {
+	var (
+		path, level, timing string
+		code                int
+	)
+	root := &cobra.Command{
+		Use:   "lpd --config lpd.yaml",
+		Short: "The lp node daemon: raft and gossip member, patch agent, HTTP API",
+		Long: `lpd is the lp node daemon. It reads its node config (see docs/config.md), joins
+the cluster (raft member, gossip member), runs the agent that patches this
+node's targets and serves the HTTP API on ports.api. It runs until SIGTERM
+or SIGINT, then leaves the cluster gracefully and exits 0.`,
+		Example:       "  lpd --config /etc/lp/lpd.yaml --log-level info",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			code = serve(path, level, timing, stderr)
+			return nil
+		},
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	f := root.Flags()
+	f.StringVar(&path, "config", "", "node config file (lpd.yaml); required")
+	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&timing, "gossip-timing", "lan-fast", "failure detector timing: lan-fast, or memberlist-lan for comparison")
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(stderr, "lpd: %v\nusage: lpd --config lpd.yaml [--log-level info] (lpd --help for more)\n", err)
+		return 2
+	}
+	return code
+}
+
+// serve runs the node until a signal; it returns the exit status.
+func serve(path, level, timing string, stderr io.Writer) int {
 	// Catch SIGTERM and SIGINT first, so that a signal during start-up
 	// still ends in a graceful leave.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	fs := flag.NewFlagSet("lpd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "node config file (lpd.yaml)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	timing := fs.String("gossip-timing", "lan-fast", "failure detector timing: lan-fast, or memberlist-lan for comparison")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: lpd --config lpd.yaml [--log-level info]")
+	if path == "" {
+		fmt.Fprintln(stderr, "usage: lpd --config lpd.yaml [--log-level info] (lpd --help for more)")
 		return 2
 	}
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		fmt.Fprintf(stderr, "lpd: bad --log-level %q: want debug, info, warn or error\n", *level)
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(stderr, "lpd: bad --log-level %q: want debug, info, warn or error\n", level)
 		return 2
 	}
 	var gossip heartbeat.Timing
-	switch *timing {
+	switch timing {
 	case "lan-fast":
 		gossip = heartbeat.LANFast()
 	case "memberlist-lan":
 		gossip = heartbeat.MemberlistDefaultLAN()
 	default:
-		fmt.Fprintf(stderr, "lpd: bad --gossip-timing %q: want lan-fast or memberlist-lan\n", *timing)
+		fmt.Fprintf(stderr, "lpd: bad --gossip-timing %q: want lan-fast or memberlist-lan\n", timing)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
-	n, err := config.LoadNode(*path)
+	n, err := config.LoadNode(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\n", err)
 		return 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,8 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 		want string
 	}{
 		{nil, 2, "usage: lpd --config"},
+		{[]string{"--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"--config", bad, "extra"}, 2, "unknown command"},
 		{[]string{"--config", filepath.Join(dir, "missing.yaml")}, 1, "missing.yaml"},
 		{[]string{"--config", bad}, 1, "unknown key"},
 		{[]string{"--config", bad, "--log-level", "loud"}, 2, "bad --log-level"},
@@ -27,7 +30,7 @@ func TestRunRefusesBadInvocations(t *testing.T) {
 	}
 	for _, c := range cases {
 		var errb bytes.Buffer
-		code := run(c.args, &errb)
+		code := run(c.args, io.Discard, &errb)
 		if code != c.code || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("lpd %v: exit %d, stderr %q; want %d containing %q", c.args, code, errb.String(), c.code, c.want)
 		}
@@ -58,10 +61,22 @@ func TestRunRefusesOpenOrBadSecurity(t *testing.T) {
 				t.Fatal(err)
 			}
 			var errb bytes.Buffer
-			code := run([]string{"--config", p}, &errb)
+			code := run([]string{"--config", p}, io.Discard, &errb)
 			if code != 1 || !strings.Contains(errb.String(), c.want) || strings.Count(errb.String(), "\n") != 1 {
 				t.Errorf("lpd: exit %d, stderr %q; want 1 and one line containing %q", code, errb.String(), c.want)
 			}
 		})
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errb); code != 0 {
+		t.Fatalf("lpd --help: exit %d, stderr %q; want 0", code, errb.String())
+	}
+	for _, want := range []string{"--config", "--log-level", "--gossip-timing", "SIGTERM"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("lpd --help printed %q; want it to mention %s", out.String(), want)
+		}
 	}
 }
