@@ -59,10 +59,12 @@ func rollbackCommand(a *app) *cobra.Command {
 }
 
 // waitRolledBack waits until the plan is rolled back and every live plan
-// node runs its pre-plan stack.
+// node runs its pre-plan stack; in text output it prints a line each time a
+// node's progress changes.
 func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, error) {
 	c := a.client()
 	errs := 0
+	seen := map[string]string{}
 	for {
 		d, err := c.Plan(ctx, id)
 		if err != nil {
@@ -71,6 +73,14 @@ func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, er
 			}
 		} else {
 			errs = 0
+			if a.output != "json" {
+				for _, n := range d.Nodes {
+					if line := rollbackProgress(n); seen[n.Node] != line {
+						seen[n.Node] = line
+						fmt.Fprintf(a.stdout, "%s %s\n", time.Now().Local().Format("15:04:05.000"), line)
+					}
+				}
+			}
 			switch d.Plan.State {
 			case fsm.PlanFailed:
 				return d, &exitError{code: exitFailed, msg: fmt.Sprintf("plan %s failed while rolling back: %s", id, d.Plan.Reason)}
@@ -92,6 +102,20 @@ func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, er
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// rollbackProgress says where one node is in a rollback.
+func rollbackProgress(n api.PlanNode) string {
+	head := fmt.Sprintf("%s (%s %s):", n.Node, n.Pair, n.Side)
+	switch {
+	case n.Status != string(fsm.StatusAlive):
+		return fmt.Sprintf("%s %s; converges to its pre-plan patches [%s] when it is back", head, n.Status, ids(n.PreState))
+	case n.AtPreState:
+		return fmt.Sprintf("%s back on its pre-plan patches [%s]", head, ids(n.PreState))
+	case n.Error != "":
+		return fmt.Sprintf("%s runs [%s], want [%s]: %s", head, ids(n.Observed), ids(n.PreState), n.Error)
+	}
+	return fmt.Sprintf("%s runs [%s], reverting to [%s]", head, ids(n.Observed), ids(n.PreState))
 }
 
 func membersCommand(a *app) *cobra.Command {

@@ -15,6 +15,7 @@ import (
 type app struct {
 	addr   string // --addr
 	output string // -o: text or json
+	tty    bool   // render live views as on a terminal (tests)
 	stdout io.Writer
 	stderr io.Writer
 }

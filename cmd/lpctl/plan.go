@@ -55,7 +55,35 @@ func planSubmitCommand(a *app) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "submit FILE",
 		Short: "Submit a plan file and its patch module; prints the plan id",
-		Args:  cobra.ExactArgs(1),
+		Long: `Submit a plan file and the patch module it names; prints the plan id.
+
+The plan file (YAML; every key in docs/config.md, "Plan file"):
+
+  name: fix-invite-overflow     # required; [A-Za-z0-9._-]{1,64}
+  patch: fix.so                 # required; path relative to this file; lpctl
+                                # sends its bytes (and fix.so.sig if present)
+  target: sipd                  # required; a name from the nodes' targets
+  pairs: [sip-1, sip-2]         # default: every pair
+  trial: 30s                    # each patched node is watched this long
+  health:                       # checks run on each patched node in its trial:
+    - exec: /usr/local/bin/check-sip   # one of exec, tcp, http, process
+      interval: 1s
+      failures: 3
+  on_failure: rollback          # rollback (default) | pause
+  failover_during_trial: rollback-first   # (default) | keep-patch
+  progress_deadline: 10m        # the whole plan; must exceed trial
+
+Pairs are patched one at a time, the standby first: standby apply, standby
+trial, active apply, active trial. A node that dies, fails a health check,
+loses its target process or fails to apply during the plan triggers
+on_failure.
+
+With --wait, follow the plan as "plan watch" does: on a terminal a live view
+(phase, trial time left, each node's health and patches), else one line per
+event and a progress line every few seconds of a trial. Exit 0 completed,
+2 rolled back, 3 failed, 4 paused or aborted.`,
+		Example: "  lpctl plan submit examples/plan.yaml --wait",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := readSubmission(args[0])
 			if err != nil {
@@ -224,18 +252,26 @@ func planWatchCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "watch ID",
 		Short: "Follow a plan until it ends; exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted",
-		Args:  cobra.ExactArgs(1),
+		Long: `Follow a plan until it stops moving. On a terminal: a live view redrawn in
+place (state, phase, trial time left, each node's step, status, health and
+observed patches) under the plan's events. Otherwise (a pipe, a file, CI):
+one line per event and a progress line at each phase change and every few
+seconds of a trial. -o json prints the final plan.
+
+Exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.watch(cmd.Context(), args[0])
 		},
 	}
 }
 
-// watch prints a plan's history as it grows until the plan stops moving and
-// returns the exit status that says how it ended.
+// watch follows a plan until it stops moving and returns the exit status
+// that says how it ended: on a terminal a live view, else event and
+// progress lines (see watcher).
 func (a *app) watch(ctx context.Context, id string) error {
 	c := a.client()
-	var lastSeq uint64
+	w := a.newWatcher()
 	var errs int
 	for {
 		d, err := c.Plan(ctx, id)
@@ -249,12 +285,8 @@ func (a *app) watch(ctx context.Context, id string) error {
 		}
 		errs = 0
 		if a.output != "json" {
-			for _, e := range d.History {
-				if e.Seq > lastSeq {
-					fmt.Fprintln(a.stdout, eventLine(e))
-					lastSeq = e.Seq
-				}
-			}
+			w.refreshMembers(ctx, c)
+			w.show(d)
 		}
 		if code, done := planExit(d.Plan.State); done {
 			if a.output == "json" {
