@@ -42,7 +42,7 @@ func (s *session) loadDlopen(m *module.Module) (*loaded, error) {
 	if err := s.proc.WriteMem(scratch, append([]byte(path), 0)); err != nil {
 		return nil, err
 	}
-	l := &loaded{funcs: map[string]uint64{}, initRan: true}
+	l := &loaded{funcs: map[string]uint64{}, vars: map[string]uint64{}, initRan: true}
 	handle, err := s.call(dlopen.Addr, scratch, rtldNow|rtldLocal)
 	if err != nil {
 		// The call may have been abandoned inside the dynamic linker; what
@@ -68,9 +68,7 @@ func (s *session) loadDlopen(m *module.Module) (*loaded, error) {
 	}
 	bias := binary.LittleEndian.Uint64(word[:])
 	l.base = bias
-	for _, r := range m.Replaces {
-		l.funcs[r.New] = bias + m.Funcs[r.New].Value
-	}
+	l.bind(m, bias)
 	return l, nil
 }
 

@@ -2,12 +2,15 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"lp/engine/module"
 	"lp/engine/patchsite"
@@ -221,8 +224,15 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 			return nil, err
 		}
 		originals[i] = code
-		if _, err := patchsite.Analyze(t.sym.Name, t.sym.Addr, code, patchsite.JmpRel32Len); err != nil {
+		site, err := patchsite.Analyze(t.sym.Name, t.sym.Addr, code, patchsite.JmpRel32Len)
+		if err != nil {
 			return nil, fmt.Errorf("refusing to patch %s in pid %d: %w", t.sym.Name, s.pid, unsafeError{err})
+		}
+		if originalPtr(m, t.repl.Old) != "" {
+			// What relocation refuses, it refuses wherever the copy goes.
+			if _, err := patchsite.Trampoline(site, code, t.sym.Addr); err != nil {
+				return nil, fmt.Errorf("refusing original=%s:%s in pid %d: %w", t.repl.Old, originalPtr(m, t.repl.Old), s.pid, unsafeError{err})
+			}
 		}
 	}
 	if reg.addr == 0 {
@@ -268,6 +278,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		Handle: l.handle, Path: m.Path, LoadedAt: time.Now().UTC(), Seq: reg.nextSeq(),
 	}
 	var sites []patchsite.Site
+	var origs []pendingOriginal
 	for i, t := range targets {
 		newAddr := l.funcs[t.repl.New]
 		jl := patchsite.JumpLen(t.sym.Addr, newAddr)
@@ -289,6 +300,17 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 			New: t.repl.New, NewAddr: newAddr, NewSize: m.Funcs[t.repl.New].Size,
 			Site: site.Addr, Prev: prev, Jump: jump,
 		})
+		if ptr := originalPtr(m, t.repl.Old); ptr != "" {
+			f := &patch.Funcs[len(patch.Funcs)-1]
+			f.Ptr = l.vars[ptr]
+			if reused >= 0 {
+				f.Ptr, f.Tramp = reg.doc.Patches[reused].Funcs[i].Ptr, reg.doc.Patches[reused].Funcs[i].Tramp
+			}
+			origs = append(origs, pendingOriginal{f: len(patch.Funcs) - 1, site: site, code: originals[i]})
+		}
+	}
+	if err := s.setOriginals(reg, &patch, origs); err != nil {
+		return nil, err
 	}
 
 	checker, err := patchsite.NewChecker(sites, cmode)
@@ -337,6 +359,103 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		s.logf("recording patch %s as active in pid %d: %v", m.ID, s.pid, err)
 	}
 	return &ApplyResult{Patch: reg.doc.Patches[idx], Pause: stats.Pause, Attempts: stats.Attempts}, nil
+}
+
+// originalPtr is the PTR of the module's original=OLD:PTR entry for old, or "".
+func originalPtr(m *module.Module, old string) string {
+	for _, o := range m.Originals {
+		if o.Old == old {
+			return o.Ptr
+		}
+	}
+	return ""
+}
+
+// pendingOriginal is a function of a patch being applied whose original
+// its module asks for.
+type pendingOriginal struct {
+	f    int // index in Patch.Funcs
+	site patchsite.Site
+	code []byte // the function's original code
+}
+
+// setOriginals gives each pending original its trampoline (one page near
+// the functions for all of them, unless a reused record has them already)
+// and stores in its PTR the implementation below the patch: the replacement
+// of the active patch on top of the function, else the trampoline. It runs
+// before the window: the module is not reachable yet.
+func (s *session) setOriginals(reg *registry, p *Patch, origs []pendingOriginal) error {
+	var need []pendingOriginal
+	var near []uint64
+	for _, o := range origs {
+		if p.Funcs[o.f].Tramp == 0 {
+			need = append(need, o)
+			near = append(near, o.site.Addr)
+		}
+	}
+	if len(need) > 0 {
+		if err := s.space.Refresh(); err != nil { // the module is mapped now
+			return err
+		}
+		hole, err := s.space.FindHoleNearAll(near, pageSize)
+		if err != nil {
+			return fmt.Errorf("no room within ±2 GiB of %s for the trampoline of its original: %w", funcNames(p.Funcs), err)
+		}
+		page, err := s.mmap(hole, pageSize, unix.PROT_READ|unix.PROT_WRITE)
+		if err != nil {
+			return err
+		}
+		s.undo(func() error { return s.munmap(page, pageSize) })
+		var code []byte
+		for _, o := range need {
+			at := page + uint64(len(code))
+			t, err := patchsite.Trampoline(o.site, o.code, at)
+			if err != nil {
+				return fmt.Errorf("refusing original of %s in pid %d: %w", o.site.Func, s.pid, unsafeError{err})
+			}
+			if len(code)+len(t) > pageSize {
+				return fmt.Errorf("trampolines of %s do not fit in a page", funcNames(p.Funcs))
+			}
+			p.Funcs[o.f].Tramp = at
+			code = append(code, t...)
+			for len(code)%16 != 0 {
+				code = append(code, 0xcc) // int3 between trampolines
+			}
+		}
+		if err := s.proc.WriteMem(page, code); err != nil {
+			return err
+		}
+		_ = s.nameMapping(page, pageSize, "lp:trampolines")
+		if err := s.mprotect(page, pageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+			return err
+		}
+	}
+	for _, o := range origs {
+		f := &p.Funcs[o.f]
+		below := f.Tramp
+		if top := topOf(reg, f.Site); top != nil {
+			below = top.NewAddr
+		}
+		var word [8]byte
+		binary.LittleEndian.PutUint64(word[:], below)
+		if err := s.proc.WriteMem(f.Ptr, word[:]); err != nil {
+			return fmt.Errorf("storing the original of %s in pid %d: %w", f.Name, s.pid, err)
+		}
+	}
+	return nil
+}
+
+// topOf is the function record of the newest active patch at site, or nil.
+func topOf(reg *registry, site uint64) *Func {
+	var top *Func
+	for _, q := range reg.active() { // oldest first
+		for i := range q.Funcs {
+			if q.Funcs[i].Site == site {
+				top = &q.Funcs[i]
+			}
+		}
+	}
+	return top
 }
 
 // unsafeError carries patchsite's reason and matches ErrUnsafe.
@@ -578,6 +697,14 @@ func planRevert(doc registryDoc, ids []string) (*revertPlan, error) {
 		for i := range p.Funcs {
 			f := &p.Funcs[i]
 			if above, seq := final.stackedAbove(p, f.Site); above != nil {
+				if above.Ptr != 0 {
+					// Its original was us: it becomes what is below us.
+					below := above.Tramp
+					if b := final.stackedBelow(p, f.Site); b != nil {
+						below = b.NewAddr
+					}
+					plan.writes = append(plan.writes, write{addr: above.Ptr, data: le64(below), prev: le64(f.NewAddr)})
+				}
 				above.Prev = slices.Clone(f.Prev)
 				// The intent carries it as pending: applied by a reader
 				// only if the window happened.
@@ -602,3 +729,5 @@ func planRevert(doc registryDoc, ids []string) (*revertPlan, error) {
 	plan.intent, plan.final = intent, final
 	return plan, nil
 }
+
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }

@@ -18,7 +18,19 @@ type loaded struct {
 	base, size uint64
 	handle     uint64            // dlopen mode
 	funcs      map[string]uint64 // NEW name -> address in the target
+	vars       map[string]uint64 // PTR name of each original -> address in the target
 	initRan    bool
+}
+
+// bind fills the target addresses of the module's replacements and
+// original pointers, for a module loaded with bias.
+func (l *loaded) bind(m *module.Module, bias uint64) {
+	for _, r := range m.Replaces {
+		l.funcs[r.New] = bias + m.Funcs[r.New].Value
+	}
+	for _, o := range m.Originals {
+		l.vars[o.Ptr] = bias + m.Vars[o.Ptr].Value
+	}
 }
 
 // DT_RELR and DT_RELRSZ (packed relative relocations), not in debug/elf.
@@ -166,6 +178,11 @@ func (b *binder) isReplacement(name string) bool {
 	for _, r := range b.m.Replaces {
 		if r.New == name {
 			return true
+		}
+	}
+	for _, o := range b.m.Originals {
+		if o.Ptr == name {
+			return true // lp writes it: it must be the module's own
 		}
 	}
 	return false
@@ -392,10 +409,8 @@ func (s *session) loadInject(m *module.Module, near []uint64) (*loaded, error) {
 			return nil, err
 		}
 	}
-	l := &loaded{base: base, size: size, funcs: map[string]uint64{}}
-	for _, r := range m.Replaces {
-		l.funcs[r.New] = bias + m.Funcs[r.New].Value
-	}
+	l := &loaded{base: base, size: size, funcs: map[string]uint64{}, vars: map[string]uint64{}}
+	l.bind(m, bias)
 	if err := s.runInit(im, bias, l); err != nil {
 		return l, fmt.Errorf("%s: %w", m.Path, err)
 	}

@@ -69,6 +69,12 @@ type Func struct {
 	// Prev to be, written before the window and made Prev by whoever
 	// settles the revert as done (dropped if it did not happen).
 	Pending []byte `json:"pending,omitempty"`
+	// Ptr is the address of the module's function-pointer variable that
+	// receives the implementation below this patch (original=OLD:PTR), 0
+	// if none; Tramp is the trampoline running OLD's original code, what
+	// Ptr holds when no patch is below.
+	Ptr   uint64 `json:"ptr,omitempty"`
+	Tramp uint64 `json:"tramp,omitempty"`
 }
 
 // Patch is one patch applied to a process.
@@ -379,6 +385,24 @@ func (d *registryDoc) stackedAbove(p *Patch, site uint64) (*Func, int) {
 	return best, bestSeq
 }
 
+// stackedBelow finds the function record of the active patch directly below
+// p on the function whose jump site is site, or nil when p is the lowest.
+func (d *registryDoc) stackedBelow(p *Patch, site uint64) *Func {
+	var best *Func
+	bestSeq := 0
+	for _, q := range d.active() {
+		if q.Seq >= p.Seq {
+			continue
+		}
+		for i := range q.Funcs {
+			if q.Funcs[i].Site == site && (best == nil || q.Seq > bestSeq) {
+				best, bestSeq = &q.Funcs[i], q.Seq
+			}
+		}
+	}
+	return best
+}
+
 // funcAt returns the function record at site of the patch numbered seq, or
 // nil: the same record in a clone of the document.
 func (d *registryDoc) funcAt(seq int, site uint64) *Func {
@@ -421,7 +445,7 @@ func (r *registry) reusable(id, sha, mode string) int {
 
 // asLoaded rebuilds the in-memory description of a recorded module.
 func (p *Patch) asLoaded() *loaded {
-	l := &loaded{base: p.Base, size: p.Size, handle: p.Handle, funcs: map[string]uint64{}, initRan: true}
+	l := &loaded{base: p.Base, size: p.Size, handle: p.Handle, funcs: map[string]uint64{}, vars: map[string]uint64{}, initRan: true}
 	for _, f := range p.Funcs {
 		l.funcs[f.New] = f.NewAddr
 	}

@@ -15,6 +15,12 @@
  *                                       a process whose build-id differs; 0-1
  *   LP_DEPENDS("other-patch")           a patch that must already be active; 0+
  *   LP_DESCRIPTION("text")              free text for operators; 0-1
+ *   LP_ORIGINAL(old, ptr)               at load, store in this module's
+ *                                       function-pointer variable PTR the
+ *                                       implementation OLD had just before
+ *                                       this patch (the patch below when
+ *                                       stacked, else OLD's original code);
+ *                                       OLD must be replaced too; 0+
  *
  * Example (fix.c):
  *
@@ -35,6 +41,20 @@
  *
  * Build:   cc -shared -fPIC -O2 -o fix.so fix.c
  * Check:   lpctl patch inspect fix.so
+ *
+ * Wrapping the old function (log, check, then call it):
+ *
+ *   static int (*orig_classify)(const char *, int);
+ *
+ *   int classify_v2(const char *msg, int len)
+ *   {
+ *       if (len < 0)
+ *           return -1;
+ *       return orig_classify(msg, len);
+ *   }
+ *
+ *   LP_REPLACE(classify, classify_v2);
+ *   LP_ORIGINAL(classify, orig_classify);
  *
  * Notes
  * - OLD and NEW are symbol names, written as identifiers (not strings). NEW
@@ -89,10 +109,21 @@ typedef void (*lp__fn_t)(void);
 	__attribute__((LP__RETAIN used)) static const lp__fn_t                 \
 		LP__CAT(lp__keep_, uniq) = (lp__fn_t)(new_fn)
 
+/*
+ * The address of PTR is kept in a retained variable: the compiler cannot
+ * assume PTR keeps its initial value (lp writes it from outside).
+ */
+#define LP__ORIGINAL(uniq, old_fn, ptr)                                        \
+	LP__ENTRY(LP__CAT(lp__original_, uniq),                                \
+		  "original=" LP__STR(old_fn) ":" LP__STR(ptr));               \
+	__attribute__((LP__RETAIN used)) static void *const                    \
+		LP__CAT(lp__keepptr_, uniq) = (void *)&(ptr)
+
 #define LP_PATCH_ID(id) LP__ENTRY(LP__UNIQ(lp__id_), "id=" id)
 #define LP_REPLACE(old_fn, new_fn) LP__REPLACE(LP__COUNTER, old_fn, new_fn)
 #define LP_TARGET_BUILD_ID(hex) LP__ENTRY(LP__UNIQ(lp__target_), "target=" hex)
 #define LP_DEPENDS(id) LP__ENTRY(LP__UNIQ(lp__depends_), "depends=" id)
 #define LP_DESCRIPTION(text) LP__ENTRY(LP__UNIQ(lp__description_), "description=" text)
+#define LP_ORIGINAL(old_fn, ptr) LP__ORIGINAL(LP__COUNTER, old_fn, ptr)
 
 #endif /* LP_PATCH_H */

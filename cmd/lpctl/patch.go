@@ -211,6 +211,9 @@ func patchInspectCommand(a *app) *cobra.Command {
 			for _, r := range info.Replaces {
 				fmt.Fprintf(w, "replace:\t%s -> %s\n", r.Old, r.New)
 			}
+			for _, o := range info.Originals {
+				fmt.Fprintf(w, "original:\t%s -> %s\n", o.Old, o.Ptr)
+			}
 			fmt.Fprintf(w, "target build-id:\t%s\n", dash(info.Target))
 			fmt.Fprintf(w, "depends:\t%s\n", dash(strings.Join(info.Depends, ", ")))
 			fmt.Fprintf(w, "description:\t%s\n", dash(info.Description))

@@ -187,3 +187,16 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestPatchInspectOriginal(t *testing.T) {
+	b := fixture.NewBuilder(t.TempDir())
+	so := b.Build(t, "fixwrap.so", "-shared", "-fPIC", "-O2", "-I../../include", "../../engine/testdata/fixwrap.c")
+	code, out, errs := lpctl("patch", "inspect", so)
+	if code != 0 || !strings.Contains(out, "original:") || !strings.Contains(out, "classify -> orig_classify") {
+		t.Fatalf("patch inspect = %d %q %q; want the original entries", code, out, errs)
+	}
+	code, out, _ = lpctl("patch", "inspect", "-o", "json", so)
+	if code != 0 || !strings.Contains(out, `"originals"`) || !strings.Contains(out, `"ptr": "orig_ripfn"`) {
+		t.Fatalf("patch inspect -o json = %d %q", code, out)
+	}
+}

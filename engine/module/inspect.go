@@ -25,6 +25,7 @@ type Info struct {
 	Path        string      `json:"path"`
 	ID          string      `json:"id"`
 	Replaces    []Replace   `json:"replaces"`
+	Originals   []Original  `json:"originals,omitempty"`
 	Target      string      `json:"target,omitempty"`
 	Depends     []string    `json:"depends,omitempty"`
 	Description string      `json:"description,omitempty"`
@@ -50,6 +51,7 @@ func (m *Module) Inspect() Info {
 		Path:        m.Path,
 		ID:          m.ID,
 		Replaces:    append([]Replace(nil), m.Replaces...),
+		Originals:   append([]Original(nil), m.Originals...),
 		Target:      m.Target,
 		Depends:     append([]string(nil), m.Depends...),
 		Description: m.Description,

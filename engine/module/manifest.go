@@ -27,6 +27,7 @@ const (
 	KeyTarget      = "target"
 	KeyDepends     = "depends"
 	KeyDescription = "description"
+	KeyOriginal    = "original"
 )
 
 // Replace redirects function Old of the target to function New of the module.
@@ -37,13 +38,23 @@ type Replace struct {
 
 func (r Replace) String() string { return r.Old + ":" + r.New }
 
+// Original asks lp to store in the module's function-pointer variable Ptr
+// the implementation Old had just before this patch.
+type Original struct {
+	Old string `json:"old"`
+	Ptr string `json:"ptr"`
+}
+
+func (o Original) String() string { return o.Old + ":" + o.Ptr }
+
 // Manifest is the parsed content of a .lp_patch section.
 type Manifest struct {
-	ID          string    `json:"id"` // empty when the module does not set one (Parse fills it in)
-	Replaces    []Replace `json:"replaces"`
-	Target      string    `json:"target,omitempty"` // GNU build-id, lower-case hex
-	Depends     []string  `json:"depends,omitempty"`
-	Description string    `json:"description,omitempty"`
+	ID          string     `json:"id"` // empty when the module does not set one (Parse fills it in)
+	Replaces    []Replace  `json:"replaces"`
+	Target      string     `json:"target,omitempty"` // GNU build-id, lower-case hex
+	Depends     []string   `json:"depends,omitempty"`
+	Description string     `json:"description,omitempty"`
+	Originals   []Original `json:"originals,omitempty"`
 }
 
 // ParseManifest parses the bytes of a .lp_patch section: NUL-terminated
@@ -63,6 +74,8 @@ func ParseManifest(section []byte) (Manifest, error) {
 		seen    = map[string]int{}
 		olds    = map[string]bool{}
 		depends = map[string]bool{}
+		origs   = map[string]bool{}
+		ptrs    = map[string]bool{}
 	)
 	for rest := section; len(rest) > 0; {
 		n := bytes.IndexByte(rest, 0)
@@ -130,13 +143,31 @@ func ParseManifest(section []byte) (Manifest, error) {
 				return Manifest{}, bad("%v", err)
 			}
 			m.Description = value
+		case KeyOriginal:
+			o, err := parseOriginal(value)
+			if err != nil {
+				return Manifest{}, bad("%v", err)
+			}
+			if origs[o.Old] {
+				return Manifest{}, bad("original of %s given more than once", o.Old)
+			}
+			if ptrs[o.Ptr] {
+				return Manifest{}, bad("%s receives more than one original", o.Ptr)
+			}
+			origs[o.Old], ptrs[o.Ptr] = true, true
+			m.Originals = append(m.Originals, o)
 		default:
-			return Manifest{}, bad("unknown key %s (known: id, replace, target, depends, description)", quote(key))
+			return Manifest{}, bad("unknown key %s (known: id, replace, target, depends, description, original)", quote(key))
 		}
 		index++
 	}
 	if len(m.Replaces) == 0 {
 		return Manifest{}, &ManifestError{Index: -1, Reason: "no replace entry (add LP_REPLACE(old, new))"}
+	}
+	for _, o := range m.Originals {
+		if !olds[o.Old] {
+			return Manifest{}, &ManifestError{Index: -1, Reason: fmt.Sprintf("original=%s: the module does not replace %s (add LP_REPLACE(%s, ...))", o, o.Old, o.Old)}
+		}
 	}
 	if m.ID != "" && depends[m.ID] {
 		return Manifest{}, &ManifestError{Index: -1, Reason: fmt.Sprintf("patch %s depends on itself", m.ID)}
@@ -201,6 +232,20 @@ func parseReplace(v string) (Replace, error) {
 		return Replace{}, fmt.Errorf("%s replaces itself (give the new function another name)", oldName)
 	}
 	return Replace{Old: oldName, New: newName}, nil
+}
+
+func parseOriginal(v string) (Original, error) {
+	oldName, ptr, ok := strings.Cut(v, ":")
+	if !ok {
+		return Original{}, fmt.Errorf("want OLD:PTR")
+	}
+	if err := validSymbol(oldName); err != nil {
+		return Original{}, fmt.Errorf("old: %w", err)
+	}
+	if err := validSymbol(ptr); err != nil {
+		return Original{}, fmt.Errorf("ptr: %w", err)
+	}
+	return Original{Old: oldName, Ptr: ptr}, nil
 }
 
 func parseBuildID(v string) (string, error) {

@@ -42,6 +42,9 @@ type Module struct {
 	// Funcs holds every function defined in the module, from .dynsym and
 	// .symtab. Every Replaces[i].New is in it.
 	Funcs map[string]Symbol
+	// Vars holds every data object defined in the module (each
+	// Originals[i].Ptr is one, of 8 bytes).
+	Vars map[string]Symbol
 
 	Needed     []string             // DT_NEEDED libraries
 	TLS        bool                 // PT_TLS segment, TLS symbols or TLS relocations
@@ -193,12 +196,16 @@ func (m *Module) readELF() (err error) {
 	if err := m.checkReplacements(f); err != nil {
 		return err
 	}
+	if err := m.checkOriginals(); err != nil {
+		return err
+	}
 	return m.readDynamic(f)
 }
 
 // readSymbols fills m.Funcs from .dynsym, then .symtab (static functions).
 func (m *Module) readSymbols(f *elf.File) error {
 	m.Funcs = map[string]Symbol{}
+	m.Vars = map[string]Symbol{}
 	m.undefined = map[string]bool{}
 	m.nonFunc = map[string]elf.SymType{}
 	m.ambiguous = map[string]bool{}
@@ -225,6 +232,13 @@ func (m *Module) readSymbols(f *elf.File) error {
 			if typ != elf.STT_FUNC {
 				if typ != elf.STT_SECTION && typ != elf.STT_FILE {
 					m.nonFunc[s.Name] = typ
+				}
+				if typ == elf.STT_OBJECT {
+					if _, ok := m.Vars[s.Name]; !ok {
+						bind := elf.ST_BIND(s.Info)
+						m.Vars[s.Name] = Symbol{Name: s.Name, Value: s.Value, Size: s.Size,
+							Global: bind == elf.STB_GLOBAL || bind == elf.STB_WEAK, Dyn: dyn}
+					}
 				}
 				continue
 			}
@@ -287,6 +301,23 @@ func (m *Module) checkReplacements(f *elf.File) error {
 			return bad("%s is not defined in the module (it is only referenced)", r.New)
 		}
 		return bad("%s is not defined in the module", r.New)
+	}
+	return nil
+}
+
+// checkOriginals makes sure every PTR of an original entry is an 8-byte
+// data object the module defines.
+func (m *Module) checkOriginals() error {
+	for _, o := range m.Originals {
+		v, ok := m.Vars[o.Ptr]
+		switch {
+		case !ok && m.Funcs[o.Ptr].Name != "":
+			return &Error{Kind: ErrUndefined, Detail: fmt.Sprintf("original %s: %s is a function; want a function-pointer variable", quote(o.String()), o.Ptr)}
+		case !ok:
+			return &Error{Kind: ErrUndefined, Detail: fmt.Sprintf("original %s: %s is not a variable defined in the module (declare it static, e.g. static int (*%s)(int);)", quote(o.String()), o.Ptr, o.Ptr)}
+		case v.Size != 8:
+			return &Error{Kind: ErrUndefined, Detail: fmt.Sprintf("original %s: %s is %d bytes; want a function pointer (8)", quote(o.String()), o.Ptr, v.Size)}
+		}
 	}
 	return nil
 }

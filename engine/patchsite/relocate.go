@@ -20,6 +20,24 @@ func Trampoline(s Site, code []byte, to uint64) ([]byte, error) {
 	if pre < 0 || pre+s.Len > len(code) {
 		return nil, fmt.Errorf("%w: site %s %#x+%d outside the %d bytes given", ErrInvalid, s.Func, s.Addr, s.Len, len(code))
 	}
+	// A branch from the rest of the function to the site's first byte
+	// lands on the jump: through the trampoline, the original would run
+	// the patch again.
+	for off := 0; off < len(code); {
+		in, ok := decode(code[off:])
+		if !ok {
+			break
+		}
+		if rel, _ := relArg(in); rel != nil && (off < pre || off >= pre+s.Len) {
+			t := s.FuncAddr + uint64(off+in.Len) + uint64(int64(*rel))
+			if t >= s.Addr && t < s.End() {
+				return nil, &UnsafeError{Func: s.Func, Addr: s.Addr, Reason: fmt.Sprintf(
+					"cannot relocate its first instructions: %v at %s+%#x branches to %s+%#x, into the copied bytes (the original would run the patch)",
+					in.Op, s.Func, off, s.Func, t-s.FuncAddr)}
+			}
+		}
+		off += in.Len
+	}
 	out := append([]byte(nil), code[:pre]...)
 	body, err := Relocate(s.Func, s.Addr, code[pre:pre+s.Len], to+uint64(pre))
 	if err != nil {

@@ -7,7 +7,7 @@
 // printed as "BAD". The main thread prints, every 2 ms, what the current
 // versions return:
 //
-//   v classify=C scale=S limit=L calls=N loopy=Y padded=P bad=B
+//   v classify=C scale=S limit=L calls=N loopy=Y padded=P bad=B rip=R jrcxz=J
 //
 // With "park", one more thread sits inside parked() for ever.
 #define _GNU_SOURCE
@@ -47,6 +47,25 @@ __asm__(".text\n.globl loopy\n.type loopy,@function\nloopy:\n"
         "  jl 1b\n"
         "  ret\n"
         ".size loopy, .-loopy\n");
+
+// Starts with a RIP-relative load: a trampoline must adjust it.
+int ripfn(int x);
+__asm__(".text\n.globl ripfn\n.type ripfn,@function\nripfn:\n"
+        "  mov limit(%rip),%eax\n"
+        "  add %edi,%eax\n"
+        "  ret\n"
+        ".size ripfn, .-ripfn\n");
+
+// Starts with jrcxz, which has no 32-bit form: its original cannot be
+// relocated.
+int jrcxzfn(int x);
+__asm__(".text\n.globl jrcxzfn\n.type jrcxzfn,@function\njrcxzfn:\n"
+        "  xor %ecx,%ecx\n"
+        "  jrcxz 1f\n"
+        "  ud2\n"
+        "1: lea 3(%rdi),%eax\n"
+        "  ret\n"
+        ".size jrcxzfn, .-jrcxzfn\n");
 
 // Too short for a jump on its own (lea; ret), but compiled with a 5-byte
 // NOP pad at entry (-fpatchable-function-entry), which lp patches through.
@@ -106,8 +125,8 @@ int main(int argc, char **argv) {
 	for (;;) {
 		struct timespec ts = {0, 2000000};
 		nanosleep(&ts, NULL);
-		printf("v classify=%d scale=%d limit=%d calls=%d loopy=%d padded=%d bad=%ld\n", classify(20), scale(5), limit,
-		       calls, loopy(3), padded(1), bad);
+		printf("v classify=%d scale=%d limit=%d calls=%d loopy=%d padded=%d bad=%ld rip=%d jrcxz=%d\n", classify(20),
+		       scale(5), limit, calls, loopy(3), padded(1), bad, ripfn(1), jrcxzfn(1));
 		fflush(stdout);
 	}
 }
