@@ -418,7 +418,9 @@ func TestStressApplyRevert(t *testing.T) {
 		// "no thread anywhere in classify" a matter of retries.
 		opts := Options{Consistency: "entry"}
 		if i%10 == 0 {
-			opts.Consistency = "function"
+			// A thread preempted inside classify stays there while the
+			// machine is busy: give retries more room than the default.
+			opts.Consistency, opts.Timeout = "function", 60*time.Second
 		}
 		res, err := Apply(context.Background(), tg.Pid, so, opts)
 		if err != nil {

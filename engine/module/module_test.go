@@ -188,7 +188,7 @@ func TestParseErrors(t *testing.T) {
 		{"no section", fixture{out: "nosection.so", src: "nosection.c"}, ErrNoManifest,
 			"%s: no .lp_patch section (build it with include/lp_patch.h)"},
 		{"typo key", fixture{out: "typo.so", src: "typo.c"}, ErrManifest,
-			`%s: .lp_patch entry "replce=helper:classify_v2": unknown key "replce" (known: id, replace, target, depends, description)`},
+			`%s: .lp_patch entry "replce=helper:classify_v2": unknown key "replce" (known: id, replace, target, depends, description, original)`},
 		{"undefined replacement", fixture{out: "undefined.so", src: "undefined.c"}, ErrUndefined,
 			`%s: replace "classify:classify_v3": classify_v3 is not defined in the module (it is only referenced)`},
 		{"data object", fixture{out: "notfunc.so", src: "notfunc.c"}, ErrUndefined,
