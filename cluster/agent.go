@@ -24,6 +24,7 @@ type agent struct {
 	failed     map[string]failedAttempt // target -> the last failed attempt
 	lastReport map[string]sentReport    // target -> the last observation sent
 	lastReg    time.Time
+	lastGC     time.Time
 
 	trialKey     string // plan id and phase start of the trial running here
 	trialChecker *heartbeat.Checker
@@ -97,6 +98,31 @@ func (a *agent) once(ctx context.Context) {
 		a.reconcileTarget(ctx, name)
 	}
 	a.runTrial(ctx)
+	a.gcBlobs()
+}
+
+// gcBlobs removes the module files of modules the replicated state no
+// longer holds (a Prune collected them), at most every PruneInterval.
+func (a *agent) gcBlobs() {
+	n := a.n
+	if time.Since(a.lastGC) < n.cfg.PruneInterval {
+		return
+	}
+	a.lastGC = time.Now()
+	var stored map[string]bool
+	n.fsm.View(func(s *fsm.State) {
+		stored = make(map[string]bool, len(s.Blobs))
+		for sum := range s.Blobs {
+			stored[sum] = true
+		}
+	})
+	removed, err := n.blobs.gc(func(sum string) bool { return stored[sum] })
+	if err != nil {
+		n.log.Warn("removing unused module files", "err", err)
+	}
+	if removed > 0 {
+		n.log.Info("removed unused module files", "count", removed)
+	}
 }
 
 // caughtUp reports whether this node's replica is fit to act on: the leader

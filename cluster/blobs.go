@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // blobStore keeps patch modules as dir/SHA256.so.
@@ -64,4 +66,40 @@ func fileHas(path, sum string) (bool, error) {
 func hexSum(data []byte) string {
 	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])
+}
+
+// gc removes the module files whose sha256 keep does not report, and
+// leftover temporary files. It returns how many files it removed.
+func (b blobStore) gc(keep func(sum string) bool) (int, error) {
+	entries, err := os.ReadDir(b.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("listing patch dir: %w", err)
+	}
+	removed := 0
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		sum, isModule := strings.CutSuffix(name, ".so")
+		tmp := strings.HasSuffix(name, ".tmp")
+		if e.IsDir() || !isModule && !tmp || isModule && (len(sum) != sha256.Size*2 || keep(sum)) {
+			continue
+		}
+		if tmp {
+			// A temporary file is only ever open inside path, on the
+			// agent's goroutine, which is also the one calling gc.
+			if err := os.Remove(filepath.Join(b.dir, name)); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := os.Remove(filepath.Join(b.dir, name)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"lp/config"
+	"lp/fsm"
 	"lp/heartbeat"
 )
 
@@ -55,6 +56,13 @@ type Config struct {
 	// role_probe; the probe's timeout is the same.
 	RoleProbeInterval time.Duration
 
+	// Retention bounds the replicated state (history, terminal plans,
+	// unreferenced modules); the leader issues a Prune with it at most
+	// every PruneInterval when there is something to drop, and each
+	// agent removes module files the state no longer holds as often.
+	Retention     fsm.Retention
+	PruneInterval time.Duration
+
 	// ProcRoot is where processes are looked up; "/proc" by default.
 	ProcRoot string
 
@@ -81,8 +89,17 @@ func Default() Config {
 		HookTimeout:        30 * time.Second,
 		HandoverTimeout:    10 * time.Second,
 		RoleProbeInterval:  time.Second,
+		Retention:          DefaultRetention(),
+		PruneInterval:      time.Minute,
 		ProcRoot:           "/proc",
 	}
+}
+
+// DefaultRetention keeps the last 10,000 events (none older than 30
+// days), the last 100 finished plans, and an unreferenced module 10 minutes
+// after it was stored.
+func DefaultRetention() fsm.Retention {
+	return fsm.Retention{History: 10000, HistoryAge: 30 * 24 * time.Hour, Plans: 100, BlobGrace: 10 * time.Minute}
 }
 
 // FromNode returns the default Config for the node config n.
@@ -134,6 +151,9 @@ func (c Config) Validate() error {
 		{"HookTimeout", c.HookTimeout, 10 * time.Millisecond},
 		{"HandoverTimeout", c.HandoverTimeout, 10 * time.Millisecond},
 		{"RoleProbeInterval", c.RoleProbeInterval, 10 * time.Millisecond},
+		{"PruneInterval", c.PruneInterval, 10 * time.Millisecond},
+		{"Retention.HistoryAge", c.Retention.HistoryAge, 0},
+		{"Retention.BlobGrace", c.Retention.BlobGrace, 0},
 	} {
 		if d.v < d.min {
 			return bad(d.name, "want at least %v, got %v", d.min, d.v)
@@ -141,6 +161,12 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		return bad("LeaderLeaseTimeout", "%v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if c.Retention.History < 0 {
+		return bad("Retention.History", "want 0 (no limit) or more, got %d", c.Retention.History)
+	}
+	if c.Retention.Plans < 0 {
+		return bad("Retention.Plans", "want 0 (no limit) or more, got %d", c.Retention.Plans)
 	}
 	if c.ProcRoot == "" {
 		return bad("ProcRoot", "required")

@@ -75,6 +75,7 @@ func (n *Node) lead(ctx context.Context) {
 	t := time.NewTicker(n.cfg.LeaderInterval)
 	defer t.Stop()
 	lastMembers := time.Time{}
+	lastPrune := time.Now() // not at once: a new leader has enough to do
 	refused := map[string]time.Time{}
 	for {
 		wake := n.changed.C()
@@ -83,6 +84,10 @@ func (n *Node) lead(ctx context.Context) {
 			lastMembers = time.Now()
 		}
 		n.orchestrate(ctx, refused)
+		if time.Since(lastPrune) >= n.cfg.PruneInterval {
+			n.prune()
+			lastPrune = time.Now()
+		}
 		// Wake at the end of the earliest trial, or when an active's
 		// failover_after runs out, rather than up to a tick after it.
 		var (
@@ -112,6 +117,22 @@ func (n *Node) lead(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// prune issues a Prune when the retention limits have something to drop.
+func (n *Node) prune() {
+	now := time.Now()
+	var need bool
+	n.fsm.View(func(s *fsm.State) { need = s.NeedsPrune(n.cfg.Retention, now) })
+	if !need {
+		return
+	}
+	res, err := n.apply(&fsm.Prune{Retention: n.cfg.Retention, Cause: "retention"})
+	if err != nil {
+		n.log.Warn("pruning the replicated state", "err", err)
+		return
+	}
+	n.log.Debug("pruned the replicated state", "noop", res.Noop, "message", res.Message)
 }
 
 // nextTrialEnd returns the earliest deadline of a running plan's trial

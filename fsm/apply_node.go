@@ -280,7 +280,7 @@ func (c *PutBlob) apply(x *applyCtx) error {
 		x.noop("patch %s (%s) is already stored", c.PatchID, c.SHA256)
 		return nil
 	}
-	x.s.Blobs[c.SHA256] = Blob{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Data: c.Data}
+	x.s.Blobs[c.SHA256] = Blob{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Data: c.Data, Stored: x.at}
 	x.record(Event{Kind: EventBlobStored, To: c.SHA256, Cause: c.PatchID})
 	return nil
 }

@@ -46,6 +46,7 @@ const (
 	TypeSetDesired     CommandType = "set_desired"
 	TypeReportObserved CommandType = "report_observed"
 	TypeReportHook     CommandType = "report_hook"
+	TypePrune          CommandType = "prune"
 )
 
 // Command is one state change. The set is closed: every implementation is
@@ -99,6 +100,8 @@ func newCommand(t CommandType) Command {
 		return &ReportObserved{}
 	case TypeReportHook:
 		return &ReportHook{}
+	case TypePrune:
+		return &Prune{}
 	}
 	return nil
 }

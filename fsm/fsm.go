@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,52 +147,6 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 // Release does nothing: the snapshot holds only memory.
 func (s *fsmSnapshot) Release() {}
-
-// SnapshotVersion is the version of the snapshot format.
-const SnapshotVersion = 1
-
-type snapshotFile struct {
-	V     int    `json:"v"`
-	State *State `json:"state"`
-}
-
-// WriteSnapshot writes s as a snapshot: deterministic JSON
-// {"v":1,"state":{...}} (map keys sorted), so equal states give equal bytes.
-func WriteSnapshot(w io.Writer, s *State) error {
-	data, err := json.Marshal(snapshotFile{V: SnapshotVersion, State: s})
-	if err != nil {
-		return fmt.Errorf("encoding state: %w", err)
-	}
-	if _, err := w.Write(data); err != nil {
-		return fmt.Errorf("writing state: %w", err)
-	}
-	return nil
-}
-
-// ReadSnapshot reads a snapshot written by WriteSnapshot.
-func ReadSnapshot(r io.Reader) (*State, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading snapshot: %w", err)
-	}
-	var f snapshotFile
-	if err := strictUnmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("decoding snapshot: %w", err)
-	}
-	if f.V != SnapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d is not supported (want %d): %w", f.V, SnapshotVersion, ErrUnsupported)
-	}
-	if f.State == nil {
-		return nil, fmt.Errorf("snapshot has no state: %w", ErrInvalid)
-	}
-	f.State.normalize()
-	for id, p := range f.State.Plans {
-		if !validPlanState(p.State) {
-			return nil, fmt.Errorf("snapshot plan %s has unknown state %q: %w", id, p.State, ErrUnsupported)
-		}
-	}
-	return f.State, nil
-}
 
 func validPlanState(p PlanState) bool {
 	for _, s := range PlanStates() {

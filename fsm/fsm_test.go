@@ -919,6 +919,7 @@ func sampleCommands() []Command {
 		&SetDesired{Node: "a1", Target: target, Patches: stackOf(blob1), Plan: id1},
 		&ReportObserved{Node: "a1", Target: target, Pid: 12, Active: []string{"fix-1"}},
 		&ReportHook{Node: "b1", Epoch: 1, Hook: "on_promote", OK: true},
+		&Prune{Retention: Retention{History: 10, Plans: 1, BlobGrace: time.Minute}, Cause: "retention"},
 	}
 }
 
@@ -930,8 +931,8 @@ func TestEveryCommandTypeDecodes(t *testing.T) {
 			t.Errorf("newCommand(%s) = nil; want a command", c.CommandType())
 		}
 	}
-	if len(seen) != 18 {
-		t.Errorf("sample commands cover %d types; want 18", len(seen))
+	if len(seen) != 19 {
+		t.Errorf("sample commands cover %d types; want 19", len(seen))
 	}
 }
 

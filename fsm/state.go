@@ -226,6 +226,10 @@ type Blob struct {
 	Size    int    `json:"size"`
 	PatchID string `json:"patch_id"`
 	Data    []byte `json:"data"` // shared between copies: never write to it
+	// Stored is when the module was stored (zero in snapshots written
+	// before it was kept): a Prune keeps an unreferenced module for
+	// Retention.BlobGrace after it.
+	Stored time.Time `json:"stored,omitzero"`
 }
 
 // PatchRef is one entry of a desired patch stack.
@@ -348,6 +352,7 @@ const (
 	EventDesired        EventKind = "desired"    // From/To: TARGET=id,id
 	EventObserved       EventKind = "observed"   // From/To: TARGET=id,id
 	EventHook           EventKind = "hook"       // From/To: roles; Cause: hook and result
+	EventPruned         EventKind = "pruned"     // To: what a Prune deleted
 )
 
 // PlanID returns the id of the plan with sequence number seq: "p000001".
