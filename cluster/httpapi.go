@@ -44,6 +44,7 @@ func (n *Node) handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathPlans+"/{id}/{action}", n.write(n.handlePlanAction))
 	mux.HandleFunc("POST "+api.PathRollback, n.write(n.handleRollbackLatest))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/promote", n.write(n.handlePromote))
+	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", n.write(n.handleRemoveMember))
 	mux.HandleFunc("POST "+api.PathRegister, n.write(n.handleRegister))
 	mux.HandleFunc("POST "+api.PathObserved, n.write(n.handleObserved))
 	mux.HandleFunc("POST "+api.PathTrialFail, n.write(n.handleTrialFailure))
@@ -565,6 +566,81 @@ func (n *Node) handlePromote(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// handleRemoveMember removes a node for good: from the FSM (its desired and
+// observed state go with it) and from the raft configuration. Refused for
+// the leader itself, for a node still alive or suspect in gossip unless
+// force is set (a running lpd that is removed joins again), for the active
+// of a pair whose standby is registered (promote the standby first), and,
+// by the FSM, for a node in an unfinished plan.
+func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	force := r.URL.Query().Get("force") == "true"
+	if name == n.name {
+		writeError(w, http.StatusConflict, fmt.Sprintf("refusing to remove %s: it is the raft leader (stop its lpd, wait for a new leader, then retry)", name))
+		return
+	}
+	var (
+		nd         fsm.Node
+		registered bool
+		standby    string
+	)
+	n.fsm.View(func(s *fsm.State) {
+		nd, registered = s.Nodes[name]
+		if registered && nd.Pair != "" {
+			_, standby = s.PairRoles(nd.Pair)
+		}
+	})
+	inRaft := false
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, sv := range f.Configuration().Servers {
+			if string(sv.ID) == name {
+				inRaft = true
+			}
+		}
+	}
+	if !registered && !inRaft {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("node %s is neither registered nor in the raft configuration", name))
+		return
+	}
+	if !force {
+		for _, m := range n.ml.Members() {
+			if m.Name == name && (m.State == heartbeat.StateAlive || m.State == heartbeat.StateSuspect) {
+				writeError(w, http.StatusConflict, fmt.Sprintf("refusing to remove %s: it is %s in gossip (stop its lpd first, or use --force)", name, m.State))
+				return
+			}
+		}
+	}
+	if registered && nd.Role == fsm.RoleActive && !nd.External() && standby != "" && standby != name {
+		writeError(w, http.StatusConflict, fmt.Sprintf("refusing to remove %s: it is the active of pair %s (promote %s first: lpctl promote %s)", name, nd.Pair, standby, standby))
+		return
+	}
+	cause := "removed by operator"
+	if force {
+		cause += " (forced)"
+	}
+	if registered {
+		if _, err := n.apply(&fsm.RemoveNode{Node: name, Cause: cause}); err != nil {
+			writeErr(w, err)
+			return
+		}
+	}
+	if inRaft {
+		if err := n.raft.RemoveServer(raft.ServerID(name), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+			writeErr(w, fmt.Errorf("removing %s from the raft configuration: %w", name, err))
+			return
+		}
+	}
+	n.log.Info("removed member", "member", name, "forced", force, "registered", registered, "raft", inRaft)
+	msg := fmt.Sprintf("%s removed from the cluster", name)
+	switch {
+	case !registered:
+		msg = fmt.Sprintf("%s removed from the raft configuration (it was not registered)", name)
+	case !inRaft:
+		msg = fmt.Sprintf("%s removed (it was not in the raft configuration)", name)
+	}
+	writeJSON(w, http.StatusOK, api.ActionResponse{Node: name, State: "removed", Message: msg})
 }
 
 func (n *Node) handleHook(w http.ResponseWriter, r *http.Request) {

@@ -160,3 +160,15 @@ func (c *Client) Promote(ctx context.Context, node string) (ActionResponse, erro
 	err := c.Do(ctx, http.MethodPost, PathNodes+"/"+url.PathEscape(node)+"/promote", struct{}{}, &r)
 	return r, err
 }
+
+// RemoveMember removes a node from the cluster (POST
+// /v1/nodes/NODE/remove); force removes one that is still alive in gossip.
+func (c *Client) RemoveMember(ctx context.Context, node string, force bool) (ActionResponse, error) {
+	var r ActionResponse
+	path := PathNodes + "/" + url.PathEscape(node) + "/remove"
+	if force {
+		path += "?force=true"
+	}
+	err := c.Do(ctx, http.MethodPost, path, struct{}{}, &r)
+	return r, err
+}

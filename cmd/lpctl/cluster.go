@@ -119,7 +119,7 @@ func rollbackProgress(n api.PlanNode) string {
 }
 
 func membersCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "members",
 		Short: "List cluster members: pair, role, raft state, gossip, health, last contact",
 		Long: `List cluster members: pair, role, raft state, gossip state, health, the
@@ -161,6 +161,36 @@ been reported yet; "(external)" roles come from the node's role_probe.`,
 			return tw.Flush()
 		},
 	}
+	cmd.AddCommand(membersRemoveCommand(a))
+	return cmd
+}
+
+func membersRemoveCommand(a *app) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "remove NODE",
+		Short: "Remove NODE from the cluster for good: raft configuration and replicated state",
+		Long: `Remove a node that is gone for good (a dead server that stays in the raft
+configuration counts against the quorum). Its desired and observed patch
+state is dropped with it. Refused for the raft leader, for the active of a
+pair (promote its standby first), for a node in an unfinished plan, and for
+a node still alive in gossip unless --force (a running lpd that is removed
+joins again: stop it first). lp never removes a dead server by itself.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := a.client().RemoveMember(cmd.Context(), args[0], force)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(r)
+			}
+			fmt.Fprintln(a.stdout, r.Message)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove the node even though it is alive in gossip")
+	return cmd
 }
 
 func statusCommand(a *app) *cobra.Command {
