@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,6 +112,14 @@ func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 			writeErr(w, ErrNoLeader)
 			return
 		}
+		// A body over the limit is refused here with the leader's answer,
+		// not half sent and cut off (a raw connection error).
+		limit := bodyLimit(r)
+		if r.ContentLength > limit {
+			writeTooLarge(w, limit)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		target := &url.URL{Scheme: "http", Host: addr}
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -118,6 +127,11 @@ func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 				pr.Out.Header.Set(api.HeaderForwarded, n.name)
 			},
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					writeTooLarge(w, mbe.Limit)
+					return
+				}
 				writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("forwarding to leader %s at %s: %v", name, addr, err))
 			},
 		}
@@ -125,18 +139,45 @@ func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// decodeBody decodes a JSON request body into v: one value, no unknown
+// fields (like the YAML parser), at most limit bytes (413 beyond).
 func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	if err := dec.Decode(v); err != nil {
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON value")
+			var mbe *http.MaxBytesError
+			if errors.As(terr, &mbe) {
+				err = terr
+			}
+		}
+	}
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+			writeTooLarge(w, mbe.Limit)
 			return false
 		}
 		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
 		return false
 	}
 	return true
+}
+
+// writeTooLarge is the one answer to a body over its limit, from the
+// leader and from a follower alike.
+func writeTooLarge(w http.ResponseWriter, limit int64) {
+	writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
+}
+
+// bodyLimit is the largest body a write endpoint accepts.
+func bodyLimit(r *http.Request) int64 {
+	if r.Method == http.MethodPost && r.URL.Path == api.PathPlans {
+		return maxSubmitBody
+	}
+	return maxBody
 }
 
 // --- reads ------------------------------------------------------------
@@ -203,6 +244,15 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 			if row.Health == heartbeat.HealthHealthy {
 				row.FailingCheck, row.CheckOutput = "", ""
 			}
+		}
+	}
+	for _, row := range rows {
+		// A node dead or gone in gossip (or dead in the FSM, and unknown
+		// here) reports nothing: its last health is not its health.
+		dead := row.Gossip == string(heartbeat.StateDead) || row.Gossip == string(heartbeat.StateLeft) ||
+			row.Gossip == "unknown" && (row.Status == string(fsm.StatusDead) || row.Status == string(fsm.StatusLeft))
+		if dead {
+			row.Health, row.FailingCheck, row.CheckOutput = heartbeat.HealthUnknown, "", ""
 		}
 	}
 	leader, _ := n.leaderAPI()
@@ -282,14 +332,26 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 	}
 	if history {
 		d.History = s.PlanHistory(p.ID)
-		// Desired and observed changes of the plan's nodes after its
-		// submission belong to its story too.
+		// Observed changes of the plan's nodes on its target belong to its
+		// story too: from its submission until the next plan on the
+		// target is submitted (they are that plan's story then).
+		var from, until uint64
+		if len(d.History) > 0 {
+			from = d.History[0].Seq
+		}
+		if next, ok := nextPlanOnTarget(s, p); ok {
+			if h := s.PlanHistory(next.ID); len(h) > 0 {
+				until = h[0].Seq
+			}
+		}
 		var extra []fsm.Event
 		for _, e := range s.History {
-			if e.Plan == "" && e.Kind == fsm.EventObserved && !e.Time.Before(p.Spec.SubmittedAt) {
-				if _, ok := p.Step(e.Node); ok {
-					extra = append(extra, e)
-				}
+			if e.Plan != "" || e.Kind != fsm.EventObserved || e.Seq < from || until > 0 && e.Seq >= until ||
+				!strings.HasPrefix(e.To, target+"=") && !strings.HasPrefix(e.From, target+"=") {
+				continue
+			}
+			if _, ok := p.Step(e.Node); ok {
+				extra = append(extra, e)
 			}
 		}
 		d.History = append(d.History, extra...)
@@ -304,6 +366,20 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 		})
 	}
 	return d
+}
+
+// nextPlanOnTarget returns the first plan submitted after p on p's target.
+func nextPlanOnTarget(s *fsm.State, p fsm.Plan) (fsm.Plan, bool) {
+	var (
+		next  fsm.Plan
+		found bool
+	)
+	for _, q := range s.Plans {
+		if q.Seq > p.Seq && q.Spec.Target == p.Spec.Target && (!found || q.Seq < next.Seq) {
+			next, found = q, true
+		}
+	}
+	return next, found
 }
 
 func (n *Node) handlePlans(w http.ResponseWriter, _ *http.Request) {
@@ -406,7 +482,9 @@ func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error)
 		return fsm.PlanSpec{}, nil, http.StatusBadRequest, errors.New("the request has no plan")
 	}
 	var plan config.Plan
-	if err := json.Unmarshal(req.Plan, &plan); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(req.Plan))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&plan); err != nil {
 		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
 	}
 	if err := plan.Validate(); err != nil {

@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +55,25 @@ func TestRemoveMember(t *testing.T) {
 		t.Fatalf("after refusals: %d nodes registered; want 4", got)
 	}
 
+	// A follower answers a body over the limit like the leader: one line,
+	// 413, whether the size is announced or not.
+	big := bytes.Repeat([]byte(" "), maxBody+1)
+	for _, announced := range []bool{true, false} {
+		var body io.Reader = bytes.NewReader(big)
+		if !announced {
+			body = io.MultiReader(bytes.NewReader(big)) // no Content-Length: chunked
+		}
+		resp, err := http.Post("http://"+follower.APIAddr()+api.PathObserved, "application/json", body)
+		if err != nil {
+			t.Fatalf("POST an oversize body to a follower (announced %v): %v", announced, err)
+		}
+		status, msg := resp.StatusCode, errorOf(t, resp)
+		resp.Body.Close()
+		if status != http.StatusRequestEntityTooLarge || msg != fmt.Sprintf("request body is larger than %d bytes", maxBody) {
+			t.Errorf("oversize body to a follower (announced %v) = %d %q; want 413 and the leader's line", announced, status, msg)
+		}
+	}
+
 	// Stop w2 for good (if it leads, another server takes over).
 	tc.nodes["w2"].Kill()
 	delete(tc.nodes, "w2")
@@ -62,6 +85,15 @@ func TestRemoveMember(t *testing.T) {
 		if n != l {
 			cl = api.NewClient(n.APIAddr())
 			break
+		}
+	}
+	ms, err := cl.Members(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Node == "w2" && m.Health == "healthy" {
+			t.Errorf("members shows dead w2 as %+v; want its health unknown", m)
 		}
 	}
 	r, err := cl.RemoveMember(t.Context(), "w2", false)

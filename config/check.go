@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -257,7 +259,7 @@ func (c Check) MarshalJSON() ([]byte, error) {
 func (c *Check) UnmarshalJSON(data []byte) error {
 	d := DefaultCheck()
 	j := checkJSON{Failures: d.Failures, Successes: d.Successes}
-	if err := json.Unmarshal(data, &j); err != nil {
+	if err := strictJSON(data, &j); err != nil {
 		return fmt.Errorf("decoding check: %w", err)
 	}
 	out := Check{
@@ -295,4 +297,18 @@ func jsonDuration(field, s string, def time.Duration) (time.Duration, error) {
 		return 0, &Error{Field: field, Msg: fmt.Sprintf("want a duration like \"2s\", got %q", s), Err: ErrType}
 	}
 	return d, nil
+}
+
+// strictJSON decodes one JSON value refusing unknown keys, as the YAML
+// parser refuses them in a file.
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
 }

@@ -132,7 +132,7 @@ func (p Plan) MarshalJSON() ([]byte, error) {
 func (p *Plan) UnmarshalJSON(data []byte) error {
 	d := DefaultPlan()
 	j := planJSON{OnFailure: d.OnFailure, FailoverDuringTrial: d.FailoverDuringTrial}
-	if err := json.Unmarshal(data, &j); err != nil {
+	if err := strictJSON(data, &j); err != nil {
 		return fmt.Errorf("decoding plan: %w", err)
 	}
 	out := Plan{

@@ -50,6 +50,11 @@ func (c *SubmitPlan) apply(x *applyCtx) error {
 			if !slices.Contains(n.Targets, spec.Target) {
 				return refuse(ErrConflict, "node %s has no target %s (its targets: %s)", n.Name, spec.Target, orNone(n.Targets))
 			}
+			for _, h := range spec.Health {
+				if h.Process != "" && !slices.Contains(n.Targets, h.Process) {
+					return refuse(ErrInvalid, "health check %s: process %s is not a target of node %s (its targets: %s)", h.Name, h.Process, n.Name, orNone(n.Targets))
+				}
+			}
 		}
 		steps = append(steps,
 			NodeStep{Node: standby, Pair: pair, Side: SideStandby},

@@ -168,10 +168,16 @@ func TestSubmitBadFilesSendNothing(t *testing.T) {
 	addr := serve(t, f)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "fix.so"), []byte("\x7fELF"), 0o600)
+	// A 200 MiB module, sparse: refused from its size, never read.
+	if f, err := os.Create(filepath.Join(dir, "huge.so")); err == nil {
+		f.Truncate(200 << 20)
+		f.Close()
+	}
 	cases := []struct{ name, body, want string }{
 		{"missing.yaml", "name: x\npatch: nothere.so\ntarget: svc\n", "nothere.so: no such file or directory"},
 		{"bad.yaml", "name: [x\n", "bad.yaml:"},
 		{"unknown-key.yaml", "name: x\npatch: fix.so\ntarget: svc\nprots: 1\n", "unknown key"},
+		{"huge.yaml", "name: x\npatch: huge.so\ntarget: svc\n", "huge.so is 209715200 bytes; the limit is 16777216 (16 MiB)"},
 	}
 	for _, c := range cases {
 		path := filepath.Join(dir, c.name)

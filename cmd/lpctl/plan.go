@@ -117,12 +117,9 @@ func readSubmission(path string) (api.SubmitRequest, error) {
 	if err != nil {
 		return api.SubmitRequest{}, err
 	}
-	data, err := os.ReadFile(plan.PatchPath)
+	data, err := readPlanModule(plan.PatchPath)
 	if err != nil {
-		return api.SubmitRequest{}, fmt.Errorf("%s: patch: %w", path, unwrapPath(err))
-	}
-	if len(data) > fsm.MaxBlobSize {
-		return api.SubmitRequest{}, fmt.Errorf("%s: patch: %s is %d bytes; the limit is %d (16 MiB)", path, plan.PatchPath, len(data), fsm.MaxBlobSize)
+		return api.SubmitRequest{}, fmt.Errorf("%s: patch: %w", path, err)
 	}
 	pj, err := json.Marshal(plan)
 	if err != nil {
@@ -134,6 +131,37 @@ func readSubmission(path string) (api.SubmitRequest, error) {
 		req.SubmittedBy = u.Username
 	}
 	return req, nil
+}
+
+// readPlanModule reads a plan's patch module, refusing one over the cap before reading
+// it (and one that grows past it while being read).
+func readPlanModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	tooBig := func(size int64) error {
+		return fmt.Errorf("%s is %d bytes; the limit is %d (16 MiB)", path, size, fsm.MaxBlobSize)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > fsm.MaxBlobSize {
+		return nil, tooBig(fi.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, fsm.MaxBlobSize+1))
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	if len(data) > fsm.MaxBlobSize {
+		return nil, tooBig(int64(len(data)))
+	}
+	return data, nil
 }
 
 // unwrapPath keeps "open X: no such file or directory" as one short line.
@@ -170,8 +198,10 @@ func planListCommand(a *app) *cobra.Command {
 	}
 }
 
+// phase is the plan's pair and phase (where a rollback started, while it
+// rolls back); "-" before it starts and once it has ended.
 func phase(p fsm.Plan) string {
-	if p.Phase == "" {
+	if p.Phase == "" || p.State.Terminal() {
 		return "-"
 	}
 	return p.CurrentPair() + "/" + string(p.Phase)
