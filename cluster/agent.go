@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"lp/cluster/api"
+	"lp/config"
 	"lp/fsm"
 	"lp/heartbeat"
 )
@@ -47,7 +48,7 @@ type sentReport struct {
 
 func (n *Node) agentLoop() {
 	a := &agent{
-		n: n, client: newInternalClient(n.apiAddr),
+		n: n, client: n.internalClient(n.apiAddr),
 		failed: map[string]failedAttempt{}, lastReport: map[string]sentReport{},
 		hook: newHookState(),
 	}
@@ -142,7 +143,8 @@ func (a *agent) needsRegister(self fsm.Node) bool {
 	n := a.n
 	return self.APIAddr != n.apiAddr || self.RaftAddr != n.raftAddr || self.GossipAddr != n.ml.Addr() ||
 		self.Server != n.cfg.Node.Server || !slices.Equal(self.Targets, targetNames(n.cfg.Node)) ||
-		self.Roles != n.cfg.Node.Roles || self.FailoverAfter != n.cfg.Node.FailoverAfter
+		self.Roles != n.cfg.Node.Roles || self.FailoverAfter != n.cfg.Node.FailoverAfter ||
+		self.NoExec != (n.cfg.Node.ExecChecks == config.ExecDeny)
 }
 
 func (a *agent) register(ctx context.Context) error {
@@ -151,7 +153,7 @@ func (a *agent) register(ctx context.Context) error {
 		Name: n.name, Pair: n.cfg.Node.Pair, Role: n.cfg.Node.Role, Server: n.cfg.Node.Server,
 		APIAddr: n.apiAddr, RaftAddr: n.raftAddr, GossipAddr: n.ml.Addr(),
 		Targets: targetNames(n.cfg.Node), Healthy: n.healthSummary().Healthy,
-		Roles: n.cfg.Node.Roles, FailoverAfter: n.cfg.Node.FailoverAfter,
+		Roles: n.cfg.Node.Roles, FailoverAfter: n.cfg.Node.FailoverAfter, ExecChecks: n.cfg.Node.ExecChecks,
 	}
 	return a.client.Do(ctx, http.MethodPost, api.PathRegister, req, nil)
 }
@@ -294,6 +296,19 @@ func (a *agent) runTrial(ctx context.Context) {
 	if key != a.trialKey {
 		a.stopTrial()
 		var specs []heartbeat.CheckSpec
+		if n.cfg.Node.ExecChecks == config.ExecDeny {
+			for _, c := range p.Spec.Health {
+				if c.Exec != "" {
+					// Never run: the trial fails (and the plan rolls back) instead.
+					if time.Since(a.lastTrialRep) < time.Second {
+						return
+					}
+					a.report(ctx, api.TrialFailure{Node: n.name, Plan: p.ID, Check: c.Name,
+						Output: "exec checks are denied on " + n.name + " (exec_checks: deny)"})
+					return
+				}
+			}
+		}
 		for _, c := range p.Spec.Health {
 			specs = append(specs, n.checkSpec(c.Name, c.Exec, c.TCP, c.HTTP, c.Process, c.Interval, c.Timeout, c.Failures, c.Successes))
 		}

@@ -62,6 +62,9 @@ type Config struct {
 	// agent removes module files the state no longer holds as often.
 	Retention     fsm.Retention
 	PruneInterval time.Duration
+	// DeadVoterTimeout is how long a voter may stay dead (gossip) before
+	// the leader takes its vote away; it becomes a voter again once alive.
+	DeadVoterTimeout time.Duration
 
 	// ProcRoot is where processes are looked up; "/proc" by default.
 	ProcRoot string
@@ -91,6 +94,7 @@ func Default() Config {
 		RoleProbeInterval:  time.Second,
 		Retention:          DefaultRetention(),
 		PruneInterval:      time.Minute,
+		DeadVoterTimeout:   10 * time.Minute,
 		ProcRoot:           "/proc",
 	}
 }
@@ -154,6 +158,7 @@ func (c Config) Validate() error {
 		{"PruneInterval", c.PruneInterval, 10 * time.Millisecond},
 		{"Retention.HistoryAge", c.Retention.HistoryAge, 0},
 		{"Retention.BlobGrace", c.Retention.BlobGrace, 0},
+		{"DeadVoterTimeout", c.DeadVoterTimeout, 10 * time.Millisecond},
 	} {
 		if d.v < d.min {
 			return bad(d.name, "want at least %v, got %v", d.min, d.v)

@@ -35,22 +35,30 @@ const maxSubmitBody = fsm.MaxBlobSize*4/3 + 1<<20
 // maxBody bounds every other request body.
 const maxBody = 1 << 20
 
-func (n *Node) handler() http.Handler {
+// routes is the API: every route names who may call it (see authz.go).
+func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.PathStatus, n.handleStatus)
-	mux.HandleFunc("GET "+api.PathMembers, n.handleMembers)
-	mux.HandleFunc("GET "+api.PathPlans, n.handlePlans)
-	mux.HandleFunc("GET "+api.PathPlans+"/{id}", n.handlePlan)
-	mux.HandleFunc("POST "+api.PathPlans, n.write(n.handleSubmit))
-	mux.HandleFunc("POST "+api.PathPlans+"/{id}/{action}", n.write(n.handlePlanAction))
-	mux.HandleFunc("POST "+api.PathRollback, n.write(n.handleRollbackLatest))
-	mux.HandleFunc("POST "+api.PathNodes+"/{name}/promote", n.write(n.handlePromote))
-	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", n.write(n.handleRemoveMember))
-	mux.HandleFunc("POST "+api.PathRegister, n.write(n.handleRegister))
-	mux.HandleFunc("POST "+api.PathObserved, n.write(n.handleObserved))
-	mux.HandleFunc("POST "+api.PathTrialFail, n.write(n.handleTrialFailure))
-	mux.HandleFunc("POST "+api.PathHook, n.write(n.handleHook))
-	mux.HandleFunc("POST "+api.PathRole, n.write(n.handleRole))
+	read := func(h http.HandlerFunc) http.HandlerFunc { return n.handler(needRead, "read", h) }
+	operate := func(what string, h http.HandlerFunc) http.HandlerFunc {
+		return n.handler(needOperate, what, n.write(h))
+	}
+	node := func(what string, h http.HandlerFunc) http.HandlerFunc {
+		return n.handler(needNode, what, n.write(h))
+	}
+	mux.HandleFunc("GET "+api.PathStatus, read(n.handleStatus))
+	mux.HandleFunc("GET "+api.PathMembers, read(n.handleMembers))
+	mux.HandleFunc("GET "+api.PathPlans, read(n.handlePlans))
+	mux.HandleFunc("GET "+api.PathPlans+"/{id}", read(n.handlePlan))
+	mux.HandleFunc("POST "+api.PathPlans, operate("submit a plan", n.handleSubmit))
+	mux.HandleFunc("POST "+api.PathPlans+"/{id}/{action}", operate("act on a plan", n.handlePlanAction))
+	mux.HandleFunc("POST "+api.PathRollback, operate("roll back", n.handleRollbackLatest))
+	mux.HandleFunc("POST "+api.PathNodes+"/{name}/promote", operate("promote a node", n.handlePromote))
+	mux.HandleFunc("POST "+api.PathRegister, node("register a node", n.handleRegister))
+	mux.HandleFunc("POST "+api.PathObserved, node("report observed patches", n.handleObserved))
+	mux.HandleFunc("POST "+api.PathTrialFail, node("report a trial failure", n.handleTrialFailure))
+	mux.HandleFunc("POST "+api.PathHook, node("report a hook", n.handleHook))
+	mux.HandleFunc("POST "+api.PathRole, node("report a role", n.handleRole))
+	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", operate("remove a member", n.handleRemoveMember))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -120,11 +128,15 @@ func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		target := &url.URL{Scheme: "http", Host: addr}
+		target := &url.URL{Scheme: n.scheme(), Host: addr}
+		id := identityOf(r)
 		proxy := &httputil.ReverseProxy{
+			Transport: n.clientTransport, // this node's certificate
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
 				pr.Out.Header.Set(api.HeaderForwarded, n.name)
+				pr.Out.Header.Set(api.HeaderIdentity, id.String())
+				pr.Out.Header.Del("Authorization") // the leader trusts this node, not the token
 			},
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				var mbe *http.MaxBytesError
@@ -137,6 +149,33 @@ func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 		}
 		proxy.ServeHTTP(w, r)
 	}
+}
+
+// emptyBody accepts the body of an action that takes no parameters: none,
+// or an empty JSON object. Anything else is a 400: a client that sends
+// parameters this lpd does not know must not get an action it did not ask
+// for.
+func emptyBody(w http.ResponseWriter, r *http.Request) bool {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBody))
+		return false
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var v struct{}
+	if err := dec.Decode(&v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad request body: want none or {}: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad request body: want none or {}: trailing data")
+		return false
+	}
+	return true
 }
 
 // decodeBody decodes a JSON request body into v: one value, no unknown
@@ -289,7 +328,7 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func(row *api.Member) {
 			defer wg.Done()
-			st, err := newInternalClient(row.APIAddr).Status(ctx)
+			st, err := n.internalClient(row.APIAddr).Status(ctx)
 			if err == nil {
 				mu.Lock()
 				row.LastContact = st.LastContact
@@ -421,9 +460,14 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxSubmitBody, &req) {
 		return
 	}
+	req.SubmittedBy = identityOf(r).String() // never what the client says
 	spec, blob, status, err := parseSubmit(req)
 	if err != nil {
 		writeError(w, status, err.Error())
+		return
+	}
+	if node := n.execRefuser(spec); node != "" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("plan %s has exec health checks and node %s refuses them (exec_checks: deny); use tcp, http or process checks", spec.Name, node))
 		return
 	}
 	// A submission the FSM would refuse must change nothing, not even the
@@ -443,6 +487,34 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: res.PlanID, PatchID: spec.PatchID})
+}
+
+// execRefuser names a node of the plan's pairs whose exec_checks is deny,
+// when the plan has an exec check ("" otherwise).
+func (n *Node) execRefuser(spec fsm.PlanSpec) string {
+	hasExec := false
+	for _, c := range spec.Health {
+		hasExec = hasExec || c.Exec != ""
+	}
+	if !hasExec {
+		return ""
+	}
+	var refuser string
+	n.fsm.View(func(s *fsm.State) {
+		names := make([]string, 0, len(s.Nodes))
+		for name := range s.Nodes {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			nd := s.Nodes[name]
+			if nd.NoExec && nd.Pair != "" && (len(spec.Pairs) == 0 || slices.Contains(spec.Pairs, nd.Pair)) {
+				refuser = name
+				return
+			}
+		}
+	})
+	return refuser
 }
 
 // dryRun applies cmds to a scratch copy of the state (without blob data and
@@ -522,10 +594,16 @@ func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error)
 }
 
 func (n *Node) handlePlanAction(w http.ResponseWriter, r *http.Request) {
-	n.planAction(w, r.PathValue("id"), r.PathValue("action"))
+	if !emptyBody(w, r) {
+		return
+	}
+	n.planAction(w, r.PathValue("id"), r.PathValue("action"), identityOf(r).String())
 }
 
-func (n *Node) handleRollbackLatest(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) handleRollbackLatest(w http.ResponseWriter, r *http.Request) {
+	if !emptyBody(w, r) {
+		return
+	}
 	var (
 		p  fsm.Plan
 		ok bool
@@ -535,20 +613,22 @@ func (n *Node) handleRollbackLatest(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "there is no plan to roll back")
 		return
 	}
-	n.planAction(w, p.ID, "rollback")
+	n.planAction(w, p.ID, "rollback", identityOf(r).String())
 }
 
-func (n *Node) planAction(w http.ResponseWriter, id, action string) {
+// planAction applies an operator's action on a plan; by is the
+// authenticated identity, recorded in the history.
+func (n *Node) planAction(w http.ResponseWriter, id, action, by string) {
 	var cmd fsm.Command
 	switch action {
 	case "rollback":
-		cmd = &fsm.RollbackPlan{Plan: id, Reason: "operator rollback", Staged: true}
+		cmd = &fsm.RollbackPlan{Plan: id, Reason: "rollback by " + by, Staged: true}
 	case "pause":
-		cmd = &fsm.PausePlan{Plan: id, Reason: "paused by operator"}
+		cmd = &fsm.PausePlan{Plan: id, Reason: "paused by " + by}
 	case "resume":
-		cmd = &fsm.ResumePlan{Plan: id, Cause: "resumed by operator"}
+		cmd = &fsm.ResumePlan{Plan: id, Cause: "resumed by " + by}
 	case "abort":
-		cmd = &fsm.AbortPlan{Plan: id, Reason: "aborted by operator"}
+		cmd = &fsm.AbortPlan{Plan: id, Reason: "aborted by " + by}
 	default:
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown plan action %q (want rollback, pause, resume or abort)", action))
 		return
@@ -578,6 +658,9 @@ func rolesOf(nd fsm.Node) string {
 // once the demoted node's on_demote has run; the answer waits for the
 // promotion (HandoverTimeout and a little more).
 func (n *Node) handlePromote(w http.ResponseWriter, r *http.Request) {
+	if !emptyBody(w, r) {
+		return
+	}
 	name := r.PathValue("name")
 	var (
 		cmd  fsm.Command
@@ -586,6 +669,9 @@ func (n *Node) handlePromote(w http.ResponseWriter, r *http.Request) {
 	)
 	now := time.Now()
 	n.fsm.View(func(s *fsm.State) { cmd, noop, err = promotion(s, name, now, n.cfg.HandoverTimeout) })
+	if sr, ok := cmd.(*fsm.SetRole); ok {
+		sr.Cause += " (by " + identityOf(r).String() + ")"
+	}
 	var rf *refusal
 	if errors.As(err, &rf) {
 		writeError(w, rf.status, rf.msg)
@@ -694,7 +780,7 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("refusing to remove %s: it is the active of pair %s (promote %s first: lpctl promote %s)", name, nd.Pair, standby, standby))
 		return
 	}
-	cause := "removed by operator"
+	cause := "removed by " + identityOf(r).String()
 	if force {
 		cause += " (forced)"
 	}
@@ -723,7 +809,7 @@ func (n *Node) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleHook(w http.ResponseWriter, r *http.Request) {
 	var req api.HookReport
-	if !decodeBody(w, r, maxBody, &req) {
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
 	res, err := n.apply(&fsm.ReportHook{Node: req.Node, Epoch: req.Epoch, Hook: req.Hook, OK: req.OK, Skipped: req.Skipped, Output: clipText(req.Output, 400)})
@@ -736,7 +822,7 @@ func (n *Node) handleHook(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleRole(w http.ResponseWriter, r *http.Request) {
 	var req api.RoleReport
-	if !decodeBody(w, r, maxBody, &req) {
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
 	res, err := n.apply(&fsm.SetRole{Node: req.Node, Role: fsm.Role(req.Role), Probed: true, Cause: "role_probe: " + clipText(req.Output, 200)})
@@ -749,13 +835,13 @@ func (n *Node) handleRole(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 	var req api.RegisterRequest
-	if !decodeBody(w, r, maxBody, &req) {
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Name) {
 		return
 	}
 	_, err := n.apply(&fsm.RegisterNode{
 		Name: req.Name, Pair: req.Pair, Role: fsm.Role(req.Role), Server: req.Server, Voter: req.Server,
 		APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, GossipAddr: req.GossipAddr, Targets: req.Targets, Healthy: req.Healthy,
-		Roles: req.Roles, FailoverAfter: req.FailoverAfter,
+		Roles: req.Roles, FailoverAfter: req.FailoverAfter, NoExec: req.ExecChecks == config.ExecDeny,
 	})
 	if err != nil {
 		writeErr(w, err)
@@ -766,7 +852,7 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleObserved(w http.ResponseWriter, r *http.Request) {
 	var req api.ObservedRequest
-	if !decodeBody(w, r, maxBody, &req) {
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
 	_, err := n.apply(&fsm.ReportObserved{Node: req.Node, Target: req.Target, Pid: req.Pid, Active: req.Active, Error: req.Error})
@@ -779,7 +865,7 @@ func (n *Node) handleObserved(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleTrialFailure(w http.ResponseWriter, r *http.Request) {
 	var req api.TrialFailure
-	if !decodeBody(w, r, maxBody, &req) {
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
 	if req.Plan == "" || req.Node == "" {

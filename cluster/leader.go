@@ -13,12 +13,6 @@ import (
 	"lp/heartbeat"
 )
 
-func newInternalClient(addr string) *api.Client {
-	c := api.NewClient(addr)
-	c.HTTP.Timeout = 5 * time.Second
-	return c
-}
-
 // leaderLoop starts the leader's work when this node gains leadership and
 // cancels it when it loses it.
 func (n *Node) leaderLoop() {
@@ -193,7 +187,21 @@ func (n *Node) reconcileMembers() {
 	}
 	members := n.ml.Members()
 	var cmds []fsm.Command
+	// known: nodes that registered over the authenticated API as servers
+	// (with tls: a node certificate whose CommonName is the name). Only
+	// they become voters; a gossip member that merely says server: true
+	// stays a non-voter until it registers.
+	known := map[string]bool{}
+	now := time.Now()
+	var deadVoters []string
 	n.fsm.View(func(s *fsm.State) {
+		for name, nd := range s.Nodes {
+			known[name] = nd.Server
+			if cur, ok := inRaft[name]; ok && cur.Suffrage == raft.Voter && name != n.name &&
+				nd.Status == fsm.StatusDead && !nd.DownSince.IsZero() && now.Sub(nd.DownSince) > n.cfg.DeadVoterTimeout {
+				deadVoters = append(deadVoters, name)
+			}
+		}
 		for _, m := range members {
 			if node, ok := s.Nodes[m.Name]; ok {
 				if st := memberStatus(m.State); st != node.Status {
@@ -222,11 +230,15 @@ func (n *Node) reconcileMembers() {
 		cur, ok := inRaft[m.Name]
 		switch m.State {
 		case heartbeat.StateAlive:
-			if ok && string(cur.Address) == m.Meta.Raft && (cur.Suffrage == raft.Voter) == m.Meta.Server {
-				continue
+			wantVoter := m.Meta.Server && known[m.Name]
+			if ok && string(cur.Address) == m.Meta.Raft {
+				isVoter := cur.Suffrage == raft.Voter
+				if isVoter == m.Meta.Server || !isVoter && !wantVoter {
+					continue
+				}
 			}
 			var err error
-			if m.Meta.Server {
+			if wantVoter || ok && cur.Suffrage == raft.Voter && m.Meta.Server {
 				err = n.raft.AddVoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Raft), 0, n.cfg.ApplyTimeout).Error()
 			} else {
 				err = n.raft.AddNonvoter(raft.ServerID(m.Name), raft.ServerAddress(m.Meta.Raft), 0, n.cfg.ApplyTimeout).Error()
@@ -245,6 +257,19 @@ func (n *Node) reconcileMembers() {
 			} else {
 				n.log.Info("removed raft member that left", "member", m.Name)
 			}
+		}
+	}
+	// A voter dead for DeadVoterTimeout loses its vote, so that it does
+	// not count against the quorum for ever; it gets it back once alive
+	// (and registered) again. Only while at least one other voter remains.
+	for _, name := range deadVoters {
+		if n.otherVoters() < 2 {
+			break
+		}
+		if err := n.raft.DemoteVoter(raft.ServerID(name), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+			n.log.Warn("demoting dead voter", "member", name, "err", err)
+		} else {
+			n.log.Warn("demoted a voter dead for longer than the dead voter timeout", "member", name, "timeout", n.cfg.DeadVoterTimeout)
 		}
 	}
 	for _, c := range cmds {

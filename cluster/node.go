@@ -56,6 +56,10 @@ type Node struct {
 	// tokens the configured bearer tokens (see authz.go).
 	tls    *auth.NodeTLS
 	tokens *auth.Tokens
+	// clientTransport carries this node's own calls to APIs (forwarding,
+	// agent reports, status probes), with its node certificate.
+	clientTransport *http.Transport
+	users           userNames
 
 	// memberEvents is set by every gossip event, so that the leader
 	// records a member's change in the FSM at once.
@@ -111,6 +115,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("listening for the api: %w", err)
 	}
 	n.apiAddr = n.apiLn.Addr().String()
+	n.apiLn = n.apiListener(n.apiLn)
 	if err := n.startRaft(); err != nil {
 		return nil, err
 	}
@@ -131,7 +136,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting gossip: %w", err)
 	}
-	n.httpSrv = &http.Server{Handler: n.handler(), ReadHeaderTimeout: 5 * time.Second}
+	n.httpSrv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 5 * time.Second, ConnContext: n.connContext}
 	n.goRun(func() {
 		if err := n.httpSrv.Serve(n.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server stopped", "err", err)
@@ -211,6 +216,14 @@ func (n *Node) startRaft() error {
 	}
 	if c.RaftTransport != nil {
 		n.trans = c.RaftTransport
+	} else if n.tls != nil {
+		st, err := newTLSStream(net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.RaftPort)), n.tls.RaftServer(), n.tls.NodeClient())
+		if err != nil {
+			return fmt.Errorf("listening for raft: %w", err)
+		}
+		t := raft.NewNetworkTransportWithLogger(st, 3, 5*time.Second, hl)
+		n.trans = t
+		n.closers = append([]io.Closer{t}, n.closers...)
 	} else {
 		t, err := raft.NewTCPTransportWithLogger(net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.RaftPort)), nil, 3, 5*time.Second, hl)
 		if err != nil {
@@ -389,7 +402,7 @@ func (n *Node) peerHasCluster(servers []heartbeat.Member) bool {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 500*time.Millisecond)
-		st, err := newInternalClient(m.Meta.API).Status(ctx)
+		st, err := n.internalClient(m.Meta.API).Status(ctx)
 		cancel()
 		if err == nil && (st.LastIndex > 0 || st.Leader != "") {
 			return true

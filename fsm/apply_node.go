@@ -28,7 +28,7 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 			Name: c.Name, Pair: c.Pair, Role: c.Role, Server: c.Server, Voter: c.Voter,
 			APIAddr: c.APIAddr, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr,
 			Targets: targets, Status: StatusAlive, Healthy: c.Healthy, LastSeen: x.at,
-			Roles: c.Roles, FailoverAfter: c.FailoverAfter,
+			Roles: c.Roles, FailoverAfter: c.FailoverAfter, NoExec: c.NoExec,
 		}
 		x.trackDown(&n, Node{Status: StatusAlive, Healthy: true})
 		s.Nodes[c.Name] = n
@@ -49,6 +49,7 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 		n.Healthy, n.FailingCheck, n.CheckOutput = c.Healthy, "", ""
 	}
 	n.Roles, n.FailoverAfter = c.Roles, c.FailoverAfter
+	n.NoExec = c.NoExec
 	x.trackDown(&n, old)
 	s.Nodes[c.Name] = n
 	if old.Roles != n.Roles || old.FailoverAfter != n.FailoverAfter {

@@ -266,6 +266,9 @@ type RegisterNode struct {
 	// every registration ("" and 0: managed, no failover delay set).
 	Roles         string        `json:"roles,omitempty"`
 	FailoverAfter time.Duration `json:"failover_after,omitempty"`
+	// NoExec: the node's exec_checks is deny; plans with exec health
+	// checks are refused for it.
+	NoExec bool `json:"no_exec,omitempty"`
 }
 
 // SetNodeStatus records a membership status change.

@@ -181,6 +181,8 @@ type Node struct {
 	// unhealthy (zero while it is none of these; a suspect node is not
 	// down yet): the leader's failover clock.
 	DownSince time.Time `json:"down_since,omitzero"`
+	// NoExec: the node refuses plans' exec health checks (exec_checks: deny).
+	NoExec bool `json:"no_exec,omitempty"`
 
 	// Roles is who owns the node's role: RolesManaged (lp; "" reads as
 	// managed) or RolesExternal (the node's role probe).

@@ -26,8 +26,9 @@ func (e *Error) Error() string { return e.Msg }
 
 // Client talks to one lpd.
 type Client struct {
-	Base string // e.g. http://127.0.0.1:7070
-	HTTP *http.Client
+	Base  string // e.g. http://127.0.0.1:7070 or https://lpd.example:7070
+	HTTP  *http.Client
+	Token string // bearer token sent with every request, when set
 }
 
 // NewClient returns a client for the lpd at addr ("http://host:port" or
@@ -59,6 +60,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

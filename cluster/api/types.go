@@ -23,6 +23,10 @@ const (
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
 	HeaderForwarded = "X-Lp-Forwarded-By"
+	// HeaderIdentity carries the identity a follower authenticated
+	// ("operator:alice (cert)") to the leader; the leader honours it only
+	// from a caller that is itself a node.
+	HeaderIdentity = "X-Lp-Identity"
 )
 
 // ErrorBody is the body of every error answer.
@@ -140,6 +144,8 @@ type RegisterRequest struct {
 	// failover_after.
 	Roles         string        `json:"roles"`
 	FailoverAfter time.Duration `json:"failover_after"`
+	// ExecChecks is the node's exec_checks: allow or deny.
+	ExecChecks string `json:"exec_checks,omitempty"`
 }
 
 // HookReport is an agent's report that it ran (or skipped) the hook owed

@@ -14,6 +14,9 @@ import (
 // app holds the persistent flags and the output streams of one run.
 type app struct {
 	addr   string // --addr
+	// TLS and token (--ca, --cert, --key, --token; env LP_CACERT,
+	// LP_CLIENT_CERT, LP_CLIENT_KEY, LP_TOKEN).
+	ca, cert, key, token string
 	output string // -o: text or json
 	tty    bool   // render live views as on a terminal (tests)
 	stdout io.Writer
@@ -38,7 +41,7 @@ func main() {
 func commands(a *app) []*cobra.Command {
 	return []*cobra.Command{
 		planCommand(a), rollbackCommand(a), membersCommand(a), statusCommand(a), promoteCommand(a),
-		patchCommand(a), demoCommand(a), waitCommand(a),
+		patchCommand(a), demoCommand(a), waitCommand(a), tlsCommand(a),
 	}
 }
 
@@ -60,6 +63,11 @@ func newRoot(a *app) *cobra.Command {
 		def = "http://127.0.0.1:7070"
 	}
 	root.PersistentFlags().StringVar(&a.addr, "addr", def, "lpd API address (env LP_ADDR)")
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.ca, "ca", os.Getenv("LP_CACERT"), "CA certificate to verify lpd with, for https:// (env LP_CACERT)")
+	pf.StringVar(&a.cert, "cert", os.Getenv("LP_CLIENT_CERT"), "client certificate (env LP_CLIENT_CERT)")
+	pf.StringVar(&a.key, "key", os.Getenv("LP_CLIENT_KEY"), "client certificate's key (env LP_CLIENT_KEY)")
+	pf.StringVar(&a.token, "token", os.Getenv("LP_TOKEN"), "bearer token (env LP_TOKEN)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(commands(a)...)
 	return root

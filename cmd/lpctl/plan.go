@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +20,7 @@ import (
 	"lp/cluster/api"
 	"lp/config"
 	"lp/fsm"
+	"lp/internal/auth"
 )
 
 // Exit statuses of plan submit --wait and plan watch.
@@ -33,7 +34,29 @@ const (
 // pollInterval is how often --wait and watch ask lpd.
 const pollInterval = 200 * time.Millisecond
 
-func (a *app) client() *api.Client { return api.NewClient(a.addr) }
+// client is the API client of --addr with --ca, --cert, --key and --token.
+// A TLS file that cannot be loaded is reported by the first request (the
+// client then fails every request with that one line).
+func (a *app) client() *api.Client {
+	c := api.NewClient(a.addr)
+	c.Token = a.token
+	if strings.HasPrefix(c.Base, "https://") || a.ca != "" || a.cert != "" {
+		conf, err := auth.ClientFiles(a.ca, a.cert, a.key)
+		if err != nil {
+			c.HTTP.Transport = failingTransport{err}
+			return c
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = conf
+		c.HTTP.Transport = t
+	}
+	return c
+}
+
+// failingTransport fails every request with err.
+type failingTransport struct{ err error }
+
+func (f failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
 
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
@@ -127,9 +150,6 @@ func readSubmission(path string) (api.SubmitRequest, error) {
 	}
 	sum := sha256.Sum256(data)
 	req := api.SubmitRequest{Plan: pj, ModuleName: filepath.Base(plan.PatchPath), Module: data, SHA256: hex.EncodeToString(sum[:])}
-	if u, err := user.Current(); err == nil {
-		req.SubmittedBy = u.Username
-	}
 	return req, nil
 }
 
@@ -231,6 +251,9 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	fmt.Fprintf(w, "plan %s (%s)\n", p.ID, p.Spec.Name)
 	fmt.Fprintf(w, "  patch:    %s (sha256 %s)\n", p.Spec.PatchID, p.Spec.PatchSHA256)
 	fmt.Fprintf(w, "  target:   %s\n  pairs:    %s\n  trial:    %v\n  on fail:  %s\n", p.Spec.Target, strings.Join(p.Spec.Pairs, ", "), p.Spec.Trial, p.Spec.OnFailure)
+	if p.Spec.SubmittedBy != "" {
+		fmt.Fprintf(w, "  by:       %s\n", p.Spec.SubmittedBy)
+	}
 	fmt.Fprintf(w, "  state:    %s\n  phase:    %s\n", p.State, phase(p))
 	if p.Reason != "" {
 		fmt.Fprintf(w, "  reason:   %s\n", p.Reason)
