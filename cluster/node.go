@@ -136,7 +136,8 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting gossip: %w", err)
 	}
-	n.httpSrv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 5 * time.Second, ConnContext: n.connContext}
+	n.httpSrv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 5 * time.Second, ConnContext: n.connContext,
+		ErrorLog: slog.NewLogLogger(n.log.With("part", "api").Handler(), slog.LevelWarn)}
 	n.goRun(func() {
 		if err := n.httpSrv.Serve(n.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server stopped", "err", err)

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,7 +67,15 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return &Error{Msg: fmt.Sprintf("cannot reach lpd at %s: %s", c.Base, reason(err))}
+		msg := reason(err)
+		var alert tls.AlertError
+		switch {
+		case errors.As(err, &alert):
+			msg = "lpd refused the TLS handshake: " + alert.Error() + " (is the client certificate signed by the cluster's CA?)"
+		case strings.HasPrefix(c.Base, "https://") && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)):
+			msg += ": lpd closed the TLS connection (is the client certificate signed by the cluster's CA?)"
+		}
+		return &Error{Msg: fmt.Sprintf("cannot reach lpd at %s: %s", c.Base, msg)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
