@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -14,12 +17,15 @@ import (
 	"time"
 
 	"lp/cluster/api"
+	"lp/internal/auth"
 )
 
 // runClusterDemo starts a witness and one 1+1 pair of lpd on 127.0.0.1, each
-// pair member with its own sipd, submits the fix as a plan (standby, trial,
-// active, trial), shows both services, rolls the plan back cluster-wide and
-// stops everything it started.
+// pair member with its own sipd, over mutual TLS with certificates from
+// lpctl tls init and an operator token; submits the fix as a plan
+// (standby, trial, active, trial) with an operator certificate, shows both
+// services, rolls the plan back cluster-wide with the token and stops
+// everything it started.
 func runClusterDemo(a *app, work, sipd, fix string) error {
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 	lpd, err := findLpd()
@@ -82,7 +88,23 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 		out.Close()
 		started = append(started, n.svc)
 	}
-	say("== starting 3 lpd on 127.0.0.1: witness, sip-a (active) and sip-b (standby), each pair member with its own sipd")
+	// Security: a CA, a certificate per node and one for the operator,
+	// and a token for tools (docs/security.md).
+	pki := filepath.Join(work, "pki")
+	say("== lpctl tls init --dir %s --nodes witness,sip-a,sip-b --client demo:operator", pki)
+	if _, err := auth.Init(auth.InitOptions{Dir: pki, Nodes: []string{"witness", "sip-a", "sip-b"},
+		Clients: []auth.Client{{Name: "demo", Role: auth.RoleOperator}}}); err != nil {
+		return fmt.Errorf("tls init: %w", err)
+	}
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return err
+	}
+	token := hex.EncodeToString(secret)
+	tokenSum := sha256.Sum256([]byte(token))
+	// Signed patches: the signing step (patch keygen, patch sign,
+	// trusted_keys in each node's config) goes here.
+	say("== starting 3 lpd on 127.0.0.1 with tls: witness, sip-a (active) and sip-b (standby), each pair member with its own sipd")
 	var join []string
 	for _, n := range nodes {
 		join = append(join, fmt.Sprintf("127.0.0.1:%d", n.gossip))
@@ -92,6 +114,9 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\nports: { api: %d, raft: %d, gossip: %d }\n",
 			n.name, filepath.Join(work, "data", n.name), n.api, n.raft, n.gossip)
 		fmt.Fprintf(&b, "server: true\nbootstrap_expect: 3\njoin: [%s]\nrole: %s\n", strings.Join(join, ", "), n.role)
+		fmt.Fprintf(&b, "tls: { ca: %s, cert: %s, key: %s }\n", filepath.Join(pki, "ca.pem"),
+			filepath.Join(pki, n.name+".pem"), filepath.Join(pki, n.name+"-key.pem"))
+		fmt.Fprintf(&b, "tokens:\n  - { name: demo-ci, role: operator, sha256: %s }\n", hex.EncodeToString(tokenSum[:]))
 		if n.pair != "" {
 			fmt.Fprintf(&b, "pair: %s\ntargets:\n  sipd: { pidfile: %s }\n", n.pair, filepath.Join(work, n.name+".pid"))
 			fmt.Fprintf(&b, "health:\n  - name: sip-port\n    tcp: 127.0.0.1:%d\n    interval: 500ms\n", n.sip)
@@ -113,16 +138,24 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 		logf.Close()
 		started = append(started, c)
 	}
-	addr := fmt.Sprintf("http://127.0.0.1:%d", nodes[0].api)
-	if err := waitCluster(addr, 3, 30*time.Second); err != nil {
+	addr := fmt.Sprintf("https://127.0.0.1:%d", nodes[0].api)
+	op := &app{addr: addr, ca: filepath.Join(pki, "ca.pem"), cert: filepath.Join(pki, "demo.pem"), key: filepath.Join(pki, "demo-key.pem")}
+	if err := waitCluster(op.client(), 3, 30*time.Second); err != nil {
 		return fmt.Errorf("%w (lpd logs are in %s)", err, work)
 	}
-	sub := func(args ...string) int {
-		say("== lpctl %s", strings.Join(args, " "))
-		return execute(append([]string{"--addr", addr}, args...), a.stdout, a.stderr)
+	run := func(flags []string, shown string, args ...string) int {
+		say("== lpctl %s%s", shown, strings.Join(args, " "))
+		all := append([]string{"--addr", addr, "--ca", op.ca}, flags...)
+		return execute(append(all, args...), a.stdout, a.stderr)
 	}
+	certFlags := []string{"--cert", op.cert, "--key", op.key}
+	sub := func(args ...string) int { return run(certFlags, "--cert demo.pem ", args...) }
 	time.Sleep(1100 * time.Millisecond) // a status line from each sipd
 	sub("members")
+	say("== without a certificate or token, lpd refuses (401):")
+	if code := run(nil, "", "rollback"); code == 0 {
+		return errors.New("lpd accepted a write without a certificate")
+	}
 
 	plan := filepath.Join(work, "plan.yaml")
 	planText := fmt.Sprintf("name: fix-invite-overflow\npatch: %s\ntarget: sipd\ntrial: 3s\nhealth:\n  - process: sipd\n    interval: 500ms\n    failures: 2\n", fix)
@@ -142,7 +175,7 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 	time.Sleep(1100 * time.Millisecond)
 	say("== both services run the fix (version 2), patched standby first, neither restarted")
 	showServices()
-	if code := sub("rollback", "--wait"); code != 0 {
+	if code := run([]string{"--token", token}, "--token $TOKEN ", "rollback", "--wait"); code != 0 {
 		return &exitError{code: code, msg: "the demo rollback did not finish"}
 	}
 	say("== every node is back on its pre-plan code (oversize_accepted grows again)")
@@ -192,8 +225,7 @@ func freePorts(n int) ([]int, error) {
 
 // waitCluster waits until addr's lpd sees a leader and want members
 // registered, alive and healthy.
-func waitCluster(addr string, want int, timeout time.Duration) error {
-	c := api.NewClient(addr)
+func waitCluster(c *api.Client, want int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -14,13 +14,14 @@ import (
 // app holds the persistent flags and the output streams of one run.
 type app struct {
 	addr   string // --addr
-	// TLS and token (--ca, --cert, --key, --token; env LP_CACERT,
-	// LP_CLIENT_CERT, LP_CLIENT_KEY, LP_TOKEN).
-	ca, cert, key, token string
 	output string // -o: text or json
 	tty    bool   // render live views as on a terminal (tests)
 	stdout io.Writer
 	stderr io.Writer
+
+	// TLS and token (--ca, --cert, --key, --token; env LP_CACERT,
+	// LP_CLIENT_CERT, LP_CLIENT_KEY, LP_TOKEN).
+	ca, cert, key, token string
 }
 
 // exitError carries a specific exit status; its message may be empty when
