@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"strings"
+	"time"
 
 	"lp/engine"
 )
@@ -16,7 +18,13 @@ var _ Patcher = EnginePatcher{}
 
 // Apply implements Patcher.
 func (e EnginePatcher) Apply(ctx context.Context, pid int, modulePath string) error {
-	_, err := engine.Apply(ctx, pid, modulePath, e.Options)
+	res, err := engine.Apply(ctx, pid, modulePath, e.Options)
+	if err == nil && !res.Already && e.Options.Logf != nil {
+		// The pause is the longest time the target was stopped, every
+		// stop of the apply counted.
+		e.Options.Logf("applied %s to pid %d: target paused %v (%d attempt(s)), total %v",
+			res.Patch.ID, pid, res.Pause.Round(time.Microsecond), res.Attempts, res.Total.Round(time.Millisecond))
+	}
 	return err
 }
 
@@ -35,6 +43,9 @@ func (e EnginePatcher) List(pid int) ([]PatchStatus, error) {
 
 // Revert implements Patcher: dependents are reverted first (cascade).
 func (e EnginePatcher) Revert(ctx context.Context, pid int, id string) error {
-	_, err := engine.Revert(ctx, pid, id, true, e.Options)
+	res, err := engine.Revert(ctx, pid, id, true, e.Options)
+	if err == nil && !res.Already && e.Options.Logf != nil {
+		e.Options.Logf("reverted %s in pid %d: target paused %v", strings.Join(res.Reverted, ", "), pid, res.Pause.Round(time.Microsecond))
+	}
 	return err
 }

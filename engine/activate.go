@@ -32,6 +32,9 @@ type window struct {
 	// stack is read only as far as its mapping goes.
 	maps []proc.Mapping
 
+	// detach lets the threads go detached after a successful window: the
+	// window is the operation's last use of ptrace.
+	detach bool
 	// fault is Options.fault: asked "write N" before the window's Nth
 	// write (tests).
 	fault func(point string) error
@@ -46,6 +49,7 @@ type window struct {
 type windowStats struct {
 	Pause    time.Duration // threads stopped, as measured by the tracer
 	Attempts int
+	Times    ptrace.WindowTimes // of the successful window
 }
 
 // run retries the window until it succeeds or the deadline passes. Between
@@ -65,13 +69,13 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 			}
 		}
 		var busy error
-		pause, err := p.WithStoppedTimed(ctx, func(s *ptrace.Stopped) error {
+		times, err := p.WithStoppedRelease(ctx, func(s *ptrace.Stopped) (bool, error) {
 			threads, err := w.snapshot(s)
 			if err != nil {
-				return err
+				return false, err
 			}
 			if busy = w.checker.Check(threads); busy != nil {
-				return nil
+				return false, nil
 			}
 			for i, wr := range w.writes {
 				err := w.injected(i)
@@ -84,16 +88,19 @@ func (w *window) run(ctx context.Context, p *ptrace.Process, timeout time.Durati
 					for j := i - 1; j >= 0; j-- {
 						_ = s.WriteMem(w.writes[j].addr, w.writes[j].prev)
 					}
-					return err
+					return false, err
 				}
 			}
-			return nil
+			// Done: the threads are detached where they stand, so the
+			// operation stops the target once.
+			return w.detach, nil
 		})
+		pause := times.Total
 		if err != nil {
 			return st, err
 		}
 		if busy == nil {
-			st.Pause = pause
+			st.Pause, st.Times = pause, times
 			return st, nil
 		}
 		// Retry soon (a thread inside a hot function is usually out of it

@@ -95,6 +95,11 @@ type ApplyResult struct {
 	Pause    time.Duration // how long the target's threads were stopped to activate
 	Attempts int           // activation windows tried
 	Total    time.Duration // the whole apply, attach to detach
+	// Phases is where the time went, in order: inspect (reading the
+	// target, no tracing), attach, analyse, load, prepare, window (all
+	// attempts; window.stop, window.inside, window.release split the
+	// successful one), record, detach.
+	Phases []Phase `json:"phases,omitempty"`
 }
 
 // List returns the patches recorded in process pid, oldest first. It reads
@@ -138,15 +143,28 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 	if err != nil {
 		return nil, err
 	}
+	// Already active: settled from the record, without stopping the target.
+	if ps, err := readRecords(pid); err == nil {
+		if p := (&registryDoc{Patches: ps}).find(m.ID); p != nil && p.State == StateActive {
+			if p.SHA256 != m.SHA256 {
+				return nil, alreadyDifferent(p, m, pid)
+			}
+			return &ApplyResult{Patch: *p, Already: true, Total: time.Since(start)}, nil
+		}
+	}
 	targets, err := resolveTargets(space, m)
 	if err != nil {
 		return nil, err
 	}
+	inspected := time.Now()
 
 	s, err := attachSession(pid, space, opts.Logf)
 	if err != nil {
 		return nil, err
 	}
+	s.phases = []Phase{{"inspect", inspected.Sub(start)}}
+	s.last = inspected
+	s.mark("attach")
 	s.fault = opts.fault
 	res, err := s.apply(ctx, m, targets, opts, cmode)
 	if err != nil {
@@ -160,8 +178,23 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 	if err != nil {
 		return nil, err
 	}
+	s.mark("detach")
+	// Every stop counts: failed attempts too, and a detach that had to
+	// stop the target again.
+	res.Pause = max(res.Pause, s.proc.LongestStop())
+	res.Phases = s.phases
 	res.Total = time.Since(start)
 	return res, nil
+}
+
+func alreadyDifferent(p *Patch, m *module.Module, pid int) error {
+	return fmt.Errorf("patch %s is already active in pid %d with different contents (sha256 %.12s, this module %.12s); revert it first", m.ID, pid, p.SHA256, m.SHA256)
+}
+
+// windowPhases splits the successful window into its phases.
+func (s *session) windowPhases(st windowStats) {
+	s.mark("window")
+	s.phases = append(s.phases, Phase{"window.stop", st.Times.Stop}, Phase{"window.inside", st.Times.Inside}, Phase{"window.release", st.Times.Release})
 }
 
 func openSpace(pid int) (*proc.Space, error) {
@@ -205,7 +238,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 	}
 	if p := reg.find(m.ID); p != nil && p.State == StateActive {
 		if p.SHA256 != m.SHA256 {
-			return nil, fmt.Errorf("patch %s is already active in pid %d with different contents (sha256 %.12s, this module %.12s); revert it first", m.ID, s.pid, p.SHA256, m.SHA256)
+			return nil, alreadyDifferent(p, m, s.pid)
 		}
 		return &ApplyResult{Patch: *p, Already: true}, nil
 	}
@@ -240,6 +273,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 			return nil, err
 		}
 	}
+	s.mark("analyse")
 
 	var l *loaded
 	near := make([]uint64, len(targets))
@@ -272,6 +306,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		return nil, err
 	}
 
+	s.mark("load")
 	patch := Patch{
 		ID: m.ID, SHA256: m.SHA256, Mode: opts.Mode, Description: m.Description,
 		State: StateLoaded, Depends: m.Depends, Base: l.base, Size: l.size,
@@ -317,7 +352,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 	if err != nil {
 		return nil, err
 	}
-	w := &window{checker: checker, stackScan: opts.StackScan, fault: opts.fault}
+	w := &window{checker: checker, stackScan: opts.StackScan, fault: opts.fault, detach: true}
 	for _, f := range patch.Funcs {
 		w.writes = append(w.writes, write{addr: f.Site, data: f.Jump, prev: f.Prev})
 	}
@@ -343,6 +378,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		reg.doc.Patches = before
 		return reg.save()
 	})
+	s.mark("prepare")
 	stats, err := w.run(ctx, s.proc, opts.Timeout)
 	if err != nil {
 		var be *BusyError
@@ -351,6 +387,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		}
 		return nil, fmt.Errorf("activating %s in pid %d: %w", m.ID, s.pid, err)
 	}
+	s.windowPhases(stats)
 	reg.doc.Patches[idx].State = StateActive
 	reg.doc.Patches[idx].AppliedAt = time.Now().UTC()
 	if err := reg.save(); err != nil {
@@ -358,6 +395,7 @@ func (s *session) apply(ctx context.Context, m *module.Module, targets []target,
 		// reader resolves to active by the bytes. Not worth an unwind.
 		s.logf("recording patch %s as active in pid %d: %v", m.ID, s.pid, err)
 	}
+	s.mark("record")
 	return &ApplyResult{Patch: reg.doc.Patches[idx], Pause: stats.Pause, Attempts: stats.Attempts}, nil
 }
 
@@ -511,6 +549,10 @@ type RevertResult struct {
 	Already  bool          // the patch was not active: nothing was done
 	Pause    time.Duration // how long the target's threads were stopped
 	Attempts int           // windows tried
+	Total    time.Duration // the whole revert
+	// Phases: inspect, attach, prepare, window (split as in ApplyResult),
+	// record, detach.
+	Phases []Phase `json:"phases,omitempty"`
 }
 
 // Revert puts back the bytes a patch replaced. With cascade, active patches
@@ -524,14 +566,34 @@ func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	space, err := openSpace(pid)
 	if err != nil {
 		return nil, err
 	}
+	// What the record alone settles (no such patch, not active, needed
+	// by others) is settled without stopping the target.
+	if ps, err := readRecords(pid); err == nil {
+		reg := &registry{doc: registryDoc{Patches: ps}}
+		p := reg.find(id)
+		if p == nil {
+			return nil, fmt.Errorf("no patch %s in pid %d: %w", id, pid, ErrNotFound)
+		}
+		if p.State != StateActive {
+			return &RevertResult{Already: true, Total: time.Since(start)}, nil
+		}
+		if _, err := revertOrder(reg, p, cascade); err != nil {
+			return nil, err
+		}
+	}
+	inspected := time.Now()
 	s, err := attachSession(pid, space, opts.Logf)
 	if err != nil {
 		return nil, err
 	}
+	s.phases = []Phase{{"inspect", inspected.Sub(start)}}
+	s.last = inspected
+	s.mark("attach")
 	s.fault = opts.fault
 	res, err := s.revert(ctx, id, cascade, opts, cmode)
 	if err != nil {
@@ -545,6 +607,10 @@ func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	s.mark("detach")
+	res.Pause = max(res.Pause, s.proc.LongestStop())
+	res.Phases = s.phases
+	res.Total = time.Since(start)
 	return res, nil
 }
 
@@ -576,7 +642,7 @@ func (s *session) revert(ctx context.Context, id string, cascade bool, opts Opti
 	if err != nil {
 		return nil, err
 	}
-	w := &window{checker: checker, stackScan: opts.StackScan, writes: plan.writes, fault: opts.fault}
+	w := &window{checker: checker, stackScan: opts.StackScan, writes: plan.writes, fault: opts.fault, detach: true}
 	if err := s.space.Refresh(); err == nil {
 		w.maps = s.space.Maps
 	}
@@ -599,10 +665,8 @@ func (s *session) revert(ctx context.Context, id string, cascade bool, opts Opti
 		reg.doc = before
 		return reg.save()
 	})
+	s.mark("prepare")
 	stats, err := w.run(ctx, s.proc, opts.Timeout)
-	if err == nil {
-		err = s.fail("revert-window")
-	}
 	if err != nil {
 		var be *BusyError
 		if errors.As(err, &be) {
@@ -612,6 +676,7 @@ func (s *session) revert(ctx context.Context, id string, cascade bool, opts Opti
 	}
 	// The code is reverted: from here on nothing is undone.
 	s.keep()
+	s.windowPhases(stats)
 	reg.doc = plan.final
 	now := time.Now().UTC()
 	for i := range reg.doc.Patches {
@@ -628,6 +693,7 @@ func (s *session) revert(ctx context.Context, id string, cascade bool, opts Opti
 		// the same result by the bytes at the sites.
 		s.logf("recording the revert of %s in pid %d: %v", strings.Join(ids, ", "), s.pid, err)
 	}
+	s.mark("record")
 	return &RevertResult{Reverted: ids, Pause: stats.Pause, Attempts: stats.Attempts}, nil
 }
 

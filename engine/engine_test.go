@@ -150,9 +150,25 @@ func TestApplyRevertGlobalFunction(t *testing.T) {
 	if got := listState(t, tg.Pid); got["fix1"] != StateActive {
 		t.Errorf("List = %v; want fix1 active", got)
 	}
+	names := map[string]bool{}
+	var inWindow time.Duration
+	for _, ph := range res.Phases {
+		names[ph.Name] = true
+		if strings.HasPrefix(ph.Name, "window.") {
+			inWindow += ph.Duration
+		}
+	}
+	for _, n := range []string{"inspect", "attach", "load", "window", "window.stop", "window.inside", "window.release", "record", "detach"} {
+		if !names[n] {
+			t.Errorf("phases %v lack %s", res.Phases, n)
+		}
+	}
+	if res.Pause < inWindow {
+		t.Errorf("pause %v is less than the window's phases (%v)", res.Pause, inWindow)
+	}
 	again := apply(t, tg.Pid, "fix1.c", Options{})
-	if !again.Already {
-		t.Errorf("applying an active patch again: Already = false")
+	if !again.Already || again.Pause != 0 || again.Phases != nil {
+		t.Errorf("applying an active patch again: %+v; want Already, settled without stopping the target", again)
 	}
 	rv := revert(t, tg.Pid, "fix1", false)
 	if len(rv.Reverted) != 1 || rv.Reverted[0] != "fix1" {

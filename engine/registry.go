@@ -115,6 +115,11 @@ func (m memFile) ReadMem(addr uint64, buf []byte) error {
 	return err
 }
 
+func (m memFile) WriteMem(addr uint64, data []byte) error {
+	_, err := m.f.WriteAt(data, int64(addr))
+	return err
+}
+
 // findRegistry looks for the registry mapping: by its name where the kernel
 // shows it, otherwise by the magic at the start of private anonymous
 // read-write mappings of the registry's size.
@@ -262,13 +267,13 @@ type registry struct {
 // when create is set and there is none.
 func (s *session) openRegistry(create bool) (*registry, error) {
 	r := &registry{s: s, doc: registryDoc{Pid: s.pid}}
-	if addr, ok := findRegistry(s.space.Maps, s.proc); ok {
-		doc, err := readRegistry(s.proc, addr)
+	if addr, ok := findRegistry(s.space.Maps, s.mem); ok {
+		doc, err := readRegistry(s.mem, addr)
 		if err != nil {
 			return nil, err
 		}
 		r.addr, r.doc = addr, *doc
-		resolveTransitions(r.doc.Patches, s.proc)
+		resolveTransitions(r.doc.Patches, s.mem)
 		return r, nil
 	}
 	if !create {
@@ -290,7 +295,7 @@ func (s *session) openRegistry(create bool) (*registry, error) {
 	_ = s.nameMapping(addr, regSize, regName)
 	hdr := make([]byte, 32)
 	copy(hdr, regMagic)
-	if err := s.proc.WriteMem(addr, hdr); err != nil {
+	if err := s.mem.WriteMem(addr, hdr); err != nil {
 		return nil, err
 	}
 	r.addr = addr
@@ -309,21 +314,24 @@ func (r *registry) save() error {
 	if len(data) > regSlotSize {
 		return fmt.Errorf("lp registry would need %d bytes; it holds %d", len(data), regSlotSize)
 	}
+	// Through /proc/PID/mem, not ptrace: the last record of an operation
+	// is written after the window has detached the target.
+	mem := r.s.mem
 	hdr := make([]byte, 32)
-	if err := r.s.proc.ReadMem(r.addr, hdr); err != nil {
+	if err := mem.ReadMem(r.addr, hdr); err != nil {
 		return err
 	}
 	next := 1 - binary.LittleEndian.Uint64(hdr[8:])&1
-	if err := r.s.proc.WriteMem(r.addr+regHeader+next*regSlotSize, data); err != nil {
+	if err := mem.WriteMem(r.addr+regHeader+next*regSlotSize, data); err != nil {
 		return err
 	}
 	var word [8]byte
 	binary.LittleEndian.PutUint64(word[:], uint64(len(data)))
-	if err := r.s.proc.WriteMem(r.addr+16+8*next, word[:]); err != nil {
+	if err := mem.WriteMem(r.addr+16+8*next, word[:]); err != nil {
 		return err
 	}
 	binary.LittleEndian.PutUint64(word[:], next)
-	return r.s.proc.WriteMem(r.addr+8, word[:])
+	return mem.WriteMem(r.addr+8, word[:])
 }
 
 func (r *registry) find(id string) *Patch { return r.doc.find(id) }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -18,11 +19,18 @@ const pageSize = 4096
 // first with a fresh context, so a caller's cancellation cannot interrupt
 // the repair.
 type session struct {
-	pid   int
-	proc  *ptrace.Process
-	space *proc.Space
-	undos []func() error
-	logf  func(format string, args ...any)
+	pid  int
+	proc *ptrace.Process
+	// mem is /proc/PID/mem, for the registry: it stays usable after the
+	// window has detached the threads.
+	mem   memFile
+	start time.Time
+	// phases are the steps' durations so far (Phase).
+	phases []Phase
+	last   time.Time
+	space  *proc.Space
+	undos  []func() error
+	logf   func(format string, args ...any)
 	// callTimeout bounds each injected function call (initialisers, dlopen).
 	callTimeout time.Duration
 	// fault is Options.fault (tests).
@@ -45,7 +53,28 @@ func attachSession(pid int, space *proc.Space, logf func(string, ...any)) (*sess
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	return &session{pid: pid, proc: p, space: space, logf: logf, callTimeout: 5 * time.Second}, nil
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		_ = p.Detach()
+		return nil, fmt.Errorf("opening the memory of pid %d: %w", pid, err)
+	}
+	return &session{pid: pid, proc: p, mem: memFile{f}, space: space, logf: logf, callTimeout: 5 * time.Second}, nil
+}
+
+// Phase is how long one step of an operation took.
+type Phase struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// mark ends the current phase, named name, and starts the next.
+func (s *session) mark(name string) {
+	now := time.Now()
+	if s.last.IsZero() {
+		s.last = now
+	}
+	s.phases = append(s.phases, Phase{Name: name, Duration: now.Sub(s.last)})
+	s.last = now
 }
 
 func (s *session) undo(fn func() error) { s.undos = append(s.undos, fn) }
@@ -63,7 +92,13 @@ func (s *session) unwind() {
 // keep forgets the undo steps: what was done stays.
 func (s *session) keep() { s.undos = nil }
 
-func (s *session) detach() error { return s.proc.Detach() }
+// detach lets the target go (if the window has not already) and closes
+// the session's memory file.
+func (s *session) detach() error {
+	err := s.proc.Detach()
+	s.mem.f.Close()
+	return err
+}
 
 func (s *session) syscall(nr uint64, args ...uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.callTimeout)

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"lp/cluster"
+	"lp/engine"
 	"lp/config"
 	"lp/heartbeat"
 )
@@ -110,7 +111,9 @@ func serve(path, level, timing string, stderr io.Writer) int {
 			"; anyone who reaches them can patch this host (set tls; see docs/security.md)")
 	}
 	cfg := cluster.FromNode(n)
-	cfg.Patcher = cluster.EnginePatcher{}
+	cfg.Patcher = cluster.EnginePatcher{Options: engine.Options{
+		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...), "component", "engine") },
+	}}
 	cfg.Logger = log
 	cfg.Gossip = gossip
 	node, err := cluster.Start(cfg)

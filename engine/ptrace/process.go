@@ -34,6 +34,8 @@ type Process struct {
 	// inflight holds the registers of a thread that runs an injection, so a
 	// panic can put them back before detaching.
 	inflight *saved
+	// longest is the longest all-threads stop so far (LongestStop).
+	longest time.Duration
 }
 
 type threadState int
@@ -396,27 +398,35 @@ func (p *Process) Detach() error {
 func (p *Process) detachAll() {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(p.threads) > 0 && p.exitErr == nil && time.Now().Before(deadline) {
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = p.stopAll(ctx)
 		cancel()
-		for _, t := range p.sortedThreads() {
-			if t.state != stopped {
-				continue
-			}
-			sig := 0
-			if len(t.sigs) > 0 {
-				sig = t.sigs[0]
-			}
-			if err := detach(t.tid, sig); err != nil && err != unix.ESRCH {
-				continue
-			}
-			for _, s := range t.sigs[min(1, len(t.sigs)):] {
-				_ = unix.Tgkill(p.pid, t.tid, unix.Signal(s))
-			}
-			p.forget(t)
-		}
+		p.detachStopped()
+		p.longest = max(p.longest, time.Since(start))
 	}
 	p.finish()
+}
+
+// detachStopped detaches every stopped thread, delivering the signals held
+// for it; threads still running stay attached.
+func (p *Process) detachStopped() {
+	for _, t := range p.sortedThreads() {
+		if t.state != stopped {
+			continue
+		}
+		sig := 0
+		if len(t.sigs) > 0 {
+			sig = t.sigs[0]
+		}
+		if err := detach(t.tid, sig); err != nil && err != unix.ESRCH {
+			continue
+		}
+		for _, s := range t.sigs[min(1, len(t.sigs)):] {
+			_ = unix.Tgkill(p.pid, t.tid, unix.Signal(s))
+		}
+		p.forget(t)
+	}
 }
 
 // emergencyDetach is the unwinding of last resort (a panic, a failed attach):

@@ -515,3 +515,52 @@ func TestCallRunsOnSleepingThread(t *testing.T) {
 		}
 	}
 }
+
+// A window that ends by detaching stops the target once: the threads leave
+// it detached and running, and nothing stops them again.
+func TestWithStoppedReleaseDetaches(t *testing.T) {
+	tg, _ := target(t, "2", "2")
+	p := attach(t, tg.Pid)
+	tids, err := p.Threads()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not detaching: still attached, threads resumed.
+	wt, err := p.WithStoppedRelease(context.Background(), func(s *Stopped) (bool, error) { return false, nil })
+	if err != nil || wt.Total <= 0 || wt.Total < wt.Stop {
+		t.Fatalf("WithStoppedRelease(false) = %+v, %v", wt, err)
+	}
+	if tr, _ := fixture.TracerPid(tg.Pid); tr == 0 {
+		t.Fatalf("detached although the window said not to")
+	}
+	// An error never detaches.
+	if _, err := p.WithStoppedRelease(context.Background(), func(s *Stopped) (bool, error) { return true, errors.New("no") }); err == nil {
+		t.Fatal("the window's error was lost")
+	}
+	wt, err = p.WithStoppedRelease(context.Background(), func(s *Stopped) (bool, error) {
+		for _, tid := range s.Threads() {
+			if st := schedState(t, tg.Pid, tid); st != 't' {
+				t.Errorf("thread %d state %q inside the window; want 't'", tid, st)
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range tids {
+		if tr, _ := fixture.TracerPid(tid); tr != 0 {
+			t.Errorf("after the window thread %d TracerPid = %d; want 0", tid, tr)
+		}
+	}
+	if err := p.Detach(); err != nil {
+		t.Errorf("Detach after a detaching window: %v; want nil", err)
+	}
+	if _, err := p.Threads(); !errors.Is(err, ErrDetached) {
+		t.Errorf("Threads after the window: %v; want ErrDetached", err)
+	}
+	if d := p.LongestStop(); d < wt.Total {
+		t.Errorf("LongestStop = %v; want at least the last window's %v", d, wt.Total)
+	}
+	ticks(t, tg, 2)
+}

@@ -69,10 +69,75 @@ func (p *Process) WithStoppedTimed(ctx context.Context, fn func(*Stopped) error)
 		defer func() {
 			p.resumeAll()
 			window = time.Since(start)
+			p.longest = max(p.longest, window)
 		}()
 		return fn(&Stopped{p: p})
 	})
 	return window, err
+}
+
+// WindowTimes splits a stop-the-world window into its phases, measured on
+// the ptrace thread.
+type WindowTimes struct {
+	Stop    time.Duration // first interrupt until every thread is stopped
+	Inside  time.Duration // the function run with every thread stopped
+	Release time.Duration // resuming (or detaching) every thread
+	Total   time.Duration // the pause: first interrupt to last release
+}
+
+// WithStoppedRelease is WithStoppedTimed whose function decides how the
+// threads are let go: when it returns detach=true and no error, each
+// stopped thread is detached right there instead of resumed, so an
+// operation whose last step is this window stops the target once, not
+// again to detach. The Process is then detached (later calls report
+// ErrDetached) and every window's length counts in LongestStop.
+func (p *Process) WithStoppedRelease(ctx context.Context, fn func(*Stopped) (detach bool, err error)) (WindowTimes, error) {
+	var wt WindowTimes
+	err := p.do(func() error {
+		start := time.Now()
+		if err := p.stopAll(ctx); err != nil {
+			return err
+		}
+		stopped := time.Now()
+		wt.Stop = stopped.Sub(start)
+		detach := false
+		defer func() {
+			inside := time.Now()
+			wt.Inside = inside.Sub(stopped)
+			if detach {
+				p.detachStopped()
+				if len(p.threads) > 0 && p.exitErr == nil {
+					// A thread could not be detached while stopped
+					// (should not happen): the slow path stops again.
+					p.detachAll()
+				}
+				p.finish()
+			} else {
+				p.resumeAll()
+			}
+			end := time.Now()
+			wt.Release = end.Sub(inside)
+			wt.Total = end.Sub(start)
+			p.longest = max(p.longest, wt.Total)
+		}()
+		d, err := fn(&Stopped{p: p})
+		detach = d && err == nil
+		return err
+	})
+	return wt, err
+}
+
+// LongestStop is the longest time every thread of the target was stopped
+// together so far: stop-the-world windows and the stop that detaching
+// needs, each counted. Valid after Detach too.
+func (p *Process) LongestStop() time.Duration {
+	var d time.Duration
+	if err := p.do(func() error { d = p.longest; return nil }); err != nil {
+		// The ptrace goroutine has ended; its fields are ours to read.
+		<-p.done
+		d = p.longest
+	}
+	return d
 }
 
 // StopAll stops every thread and leaves them stopped until ResumeAll. Prefer
