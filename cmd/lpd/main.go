@@ -24,8 +24,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"lp/cluster"
-	"lp/engine"
 	"lp/config"
+	"lp/engine"
 	"lp/heartbeat"
 )
 
