@@ -17,7 +17,7 @@ import (
 
 // defaultPauseCycles is how many apply/revert cycles are measured per target
 // size unless LP_BENCH_CYCLES says otherwise.
-const defaultPauseCycles = 30
+const defaultPauseCycles = 15
 
 // pauseBenchConsistency is the consistency used unless
 // LP_BENCH_CONSISTENCY says otherwise.
@@ -57,6 +57,19 @@ type pauseRow struct {
 	// apply/revert cycle, interleaved; batch is as many cycles back to back.
 	floor              dist
 	batchMed, batchP99 time.Duration
+	// Per-phase durations of each Apply and Revert (ApplyResult.Phases).
+	applyPhases, revertPhases map[string]dist
+	phaseOrder                []string
+}
+
+// addPhases appends one operation's phases to m, remembering their order.
+func (r *pauseRow) addPhases(m map[string]dist, ps []Phase) {
+	for _, p := range ps {
+		if _, ok := m[p.Name]; !ok && !slices.Contains(r.phaseOrder, p.Name) {
+			r.phaseOrder = append(r.phaseOrder, p.Name)
+		}
+		m[p.Name] = append(m[p.Name], p.Duration)
+	}
 }
 
 func (r pauseRow) ratio() float64 {
@@ -70,7 +83,7 @@ func (r pauseRow) ratio() float64 {
 // Revert on targets of 1, 8 and 64 threads in total, all spinning: each
 // reads the clock and calls work(), the patched function, in a tight loop
 // (testdata/clock.c, patched by testdata/benchfix.c). Per size it runs
-// LP_BENCH_CYCLES (default 30) cycles of: Apply, Revert, one floor.c
+// LP_BENCH_CYCLES (default 15) cycles of: Apply, Revert, one floor.c
 // stop/resume cycle, an idle interval as long as the Apply; after each the
 // target reports what it saw. Then floor.c runs as many cycles back to
 // back. Consistency is "function" (the default of Apply) unless
@@ -131,6 +144,28 @@ func BenchmarkActivationPause(b *testing.B) {
 		fmt.Printf("goal at 64 threads (apply window median <= 1.5x floor and < 1 ms): met=%v (%.2fx, %v)\n", met, r.ratio(), r.applyWin.med())
 	}
 	fmt.Printf("attempts: activation windows tried over all applies / most in one apply\n")
+	fmt.Printf("\nper phase (ApplyResult.Phases, RevertResult.Phases), µs median/p99; window.* split the successful window\n")
+	fmt.Printf("%-15s", "phase")
+	for _, r := range rows {
+		fmt.Printf(" %15s %15s", fmt.Sprintf("apply@%d", r.threads), fmt.Sprintf("revert@%d", r.threads))
+	}
+	fmt.Println()
+	for _, name := range rows[0].phaseOrder {
+		fmt.Printf("%-15s", name)
+		for _, r := range rows {
+			a, v := r.applyPhases[name], r.revertPhases[name]
+			slices.Sort(a)
+			slices.Sort(v)
+			cell := func(d dist) string {
+				if len(d) == 0 {
+					return "-"
+				}
+				return mp(d)
+			}
+			fmt.Printf(" %15s %15s", cell(a), cell(v))
+		}
+		fmt.Println()
+	}
 	fmt.Printf("\nseen by the target, per interval (one Apply or Revert from attach to detach; one floor.c run; idle: as long as the Apply, no tracer)\n")
 	fmt.Printf("stall: longest time no thread read the clock; gap: longest time one thread went without reading it\n")
 	fmt.Printf("%7s %15s %15s %15s %15s %11s %15s %15s %15s\n",
@@ -197,7 +232,7 @@ func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
 			b.Fatalf("cycle %d, after %s: work(1) = %d; want %d", cycle, what, got, want)
 		}
 	}
-	row := pauseRow{threads: n, consistency: consistency}
+	row := pauseRow{threads: n, consistency: consistency, applyPhases: map[string]dist{}, revertPhases: map[string]dist{}}
 	ctx := context.Background()
 	opts := Options{Consistency: consistency}
 	for i := range cycles {
@@ -210,6 +245,7 @@ func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
 		gap, stall, w := c.interval(b)
 		check(i, "Apply", w, patched)
 		row.applyWin = append(row.applyWin, res.Pause)
+		row.addPhases(row.applyPhases, res.Phases)
 		row.total = append(row.total, res.Total)
 		row.applyGap = append(row.applyGap, gap)
 		row.applyStall = append(row.applyStall, stall)
@@ -223,6 +259,7 @@ func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
 		gap, stall, w = c.interval(b)
 		check(i, "Revert", w, unpatched)
 		row.revertWin = append(row.revertWin, rv.Pause)
+		row.addPhases(row.revertPhases, rv.Phases)
 		row.revertGap = append(row.revertGap, gap)
 		row.revertStall = append(row.revertStall, stall)
 
