@@ -66,6 +66,12 @@ type Config struct {
 	// the leader takes its vote away; it becomes a voter again once alive.
 	DeadVoterTimeout time.Duration
 
+	// RejoinAsNew lets a node that starts with no raft state, but that the
+	// cluster still counts as a voter (its data dir was lost), leave the
+	// cluster under its name and join again as a new member. Without it
+	// such a node refuses to start (ErrLostState).
+	RejoinAsNew bool
+
 	// ProcRoot is where processes are looked up; "/proc" by default.
 	ProcRoot string
 

@@ -40,6 +40,12 @@ type Node struct {
 	trans   raft.Transport
 	closers []io.Closer // stores and transport, closed last
 
+	// Opened by openRaft, used by runRaft.
+	raftConf *raft.Config
+	logs     raft.LogStore
+	stable   raft.StableStore
+	snaps    raft.SnapshotStore
+
 	ml      *heartbeat.Membership
 	checker *heartbeat.Checker // node-level health
 
@@ -73,6 +79,7 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	stopping     atomic.Bool // set by stop: raft's logs are muted
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -116,7 +123,8 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	n.apiAddr = n.apiLn.Addr().String()
 	n.apiLn = n.apiListener(n.apiLn)
-	if err := n.startRaft(); err != nil {
+	fresh, err := n.openRaft()
+	if err != nil {
 		return nil, err
 	}
 	if err := n.startHealth(); err != nil {
@@ -128,13 +136,20 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	sum := n.healthSummary()
 	n.meta.FailingCheck, n.meta.Output = sum.Failing, sum.Output
-	n.ml, err = heartbeat.Start(heartbeat.Config{
-		Name: n.name, BindAddr: cfg.Node.Bind, BindPort: cfg.GossipPort,
-		Join: cfg.Node.Join, Meta: n.meta, SecretKey: cfg.Node.GossipKey,
-		Timing: cfg.Gossip, Logger: n.log.With("part", "gossip"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting gossip: %w", err)
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	// Raft runs only once the node knows that it is not an old voter
+	// whose state was lost: until then its transport queues the leader's
+	// requests unanswered, so a node with an empty log never counts
+	// towards a commit under the identity of one that had it.
+	if fresh && !cfg.InmemStore {
+		if err := n.checkIdentity(); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.runRaft(); err != nil {
+		return nil, err
 	}
 	n.httpSrv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 5 * time.Second, ConnContext: n.connContext,
 		ErrorLog: slog.NewLogLogger(n.log.With("part", "api").Handler(), slog.LevelWarn)}
@@ -181,7 +196,24 @@ func (n *Node) State() *fsm.State { return n.fsm.State() }
 // IsLeader reports whether this node is the raft leader.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-func (n *Node) startRaft() error {
+func (n *Node) startGossip() (err error) {
+	n.ml, err = heartbeat.Start(heartbeat.Config{
+		Name: n.name, BindAddr: n.cfg.Node.Bind, BindPort: n.cfg.GossipPort,
+		Join: n.cfg.Node.Join, Meta: n.meta, SecretKey: n.cfg.Node.GossipKey,
+		Timing: n.cfg.Gossip, Logger: n.log.With("part", "gossip"),
+	})
+	if err != nil {
+		return fmt.Errorf("starting gossip: %w", err)
+	}
+	return nil
+}
+
+// storeRecovery is what an operator does about a damaged raft store.
+const storeRecovery = "restore the data dir from a backup, or move it aside and start lpd once with --rejoin-as-new to rebuild this node from the cluster"
+
+// openRaft opens raft's stores, checked, and its transport; fresh says that
+// the stores hold no state yet. runRaft starts raft on them.
+func (n *Node) openRaft() (fresh bool, err error) {
 	c := n.cfg
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.name)
@@ -192,7 +224,7 @@ func (n *Node) startRaft() error {
 	rc.SnapshotThreshold = 4096
 	rc.TrailingLogs = 4096
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true,
-		Output: slogWriter{n.log.With("part", "raft")}})
+		Output: slogWriter{log: n.log.With("part", "raft"), mute: &n.stopping}})
 	rc.Logger = hl
 
 	var (
@@ -204,23 +236,38 @@ func (n *Node) startRaft() error {
 		s := raft.NewInmemStore()
 		logs, stable, snaps = s, s, raft.NewInmemSnapshotStore()
 	} else {
-		bs, err := raftboltdb.NewBoltStore(filepath.Join(c.Node.DataDir, "raft.db"))
+		path := filepath.Join(c.Node.DataDir, "raft.db")
+		// Checked before bolt maps it: bolt faults (SIGBUS) on a
+		// truncated file and panics on a damaged page.
+		if err := checkBoltFile(path); err != nil {
+			return false, fmt.Errorf("%w (%s)", err, storeRecovery)
+		}
+		bs, err := raftboltdb.NewBoltStore(path)
 		if err != nil {
-			return fmt.Errorf("opening raft store: %w", err)
+			return false, fmt.Errorf("%w: opening %s: %v (%s)", ErrStoreDamaged, path, err, storeRecovery)
 		}
 		n.closers = append(n.closers, bs)
+		if err := checkLogs(bs); err != nil {
+			return false, fmt.Errorf("%s: %w (%s)", path, err, storeRecovery)
+		}
 		fs, err := raft.NewFileSnapshotStoreWithLogger(c.Node.DataDir, 2, hl)
 		if err != nil {
-			return fmt.Errorf("opening snapshot store: %w", err)
+			return false, fmt.Errorf("opening snapshot store: %w", err)
 		}
 		logs, stable, snaps = bs, bs, fs
 	}
+	fresh, err = raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return false, fmt.Errorf("%w: reading raft state: %v (%s)", ErrStoreDamaged, err, storeRecovery)
+	}
+	fresh = !fresh
+	n.logs, n.stable, n.snaps = logs, stable, snaps
 	if c.RaftTransport != nil {
 		n.trans = c.RaftTransport
 	} else if n.tls != nil {
 		st, err := newTLSStream(net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.RaftPort)), n.tls.RaftServer(), n.tls.NodeClient())
 		if err != nil {
-			return fmt.Errorf("listening for raft: %w", err)
+			return false, fmt.Errorf("listening for raft: %w", err)
 		}
 		t := raft.NewNetworkTransportWithLogger(st, 3, 5*time.Second, hl)
 		n.trans = t
@@ -228,15 +275,20 @@ func (n *Node) startRaft() error {
 	} else {
 		t, err := raft.NewTCPTransportWithLogger(net.JoinHostPort(c.Node.Bind, strconv.Itoa(c.RaftPort)), nil, 3, 5*time.Second, hl)
 		if err != nil {
-			return fmt.Errorf("listening for raft: %w", err)
+			return false, fmt.Errorf("listening for raft: %w", err)
 		}
 		n.trans = t
 		n.closers = append([]io.Closer{t}, n.closers...)
 	}
 	n.raftAddr = string(n.trans.LocalAddr())
-	r, err := raft.NewRaft(rc, &notifyingFSM{FSM: n.fsm, changed: n.changed}, logs, stable, snaps, n.trans)
+	n.raftConf = rc
+	return fresh, nil
+}
+
+func (n *Node) runRaft() error {
+	r, err := raft.NewRaft(n.raftConf, &notifyingFSM{FSM: n.fsm, changed: n.changed}, n.logs, n.stable, n.snaps, n.trans)
 	if err != nil {
-		return fmt.Errorf("starting raft: %w", err)
+		return fmt.Errorf("starting raft: %w (%s)", err, storeRecovery)
 	}
 	n.raft = r
 	return nil
@@ -276,6 +328,7 @@ func (n *Node) Kill() error {
 // stop ends every goroutine and closes every resource, in reverse order of
 // start.
 func (n *Node) stop() error {
+	n.stopping.Store(true)
 	n.cancel()
 	var errs []error
 	if n.httpSrv != nil {
@@ -524,9 +577,18 @@ func (n *Node) gossipLoop() {
 
 // slogWriter turns hclog's lines ("[WARN]  raft: text") into slog records
 // at the line's level, lowering raft's routine complaints (see raftLine).
-type slogWriter struct{ log *slog.Logger }
+// Once mute is set (the node is stopping) it drops them:
+// raft's transport complains about its own shutdown, after the line that
+// says why the node stops.
+type slogWriter struct {
+	log  *slog.Logger
+	mute *atomic.Bool
+}
 
 func (w slogWriter) Write(p []byte) (int, error) {
+	if w.mute != nil && w.mute.Load() {
+		return len(p), nil
+	}
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
 		level, text := raftLine(line)
 		if text != "" {

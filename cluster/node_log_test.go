@@ -32,7 +32,7 @@ func TestRaftLineLevels(t *testing.T) {
 		}
 	}
 	var buf bytes.Buffer
-	w := slogWriter{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	w := slogWriter{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	w.Write([]byte("[WARN]  raft: no known peers, aborting election\n[ERROR] raft: failed to appendEntries to: x\n"))
 	if got := buf.String(); !strings.Contains(got, `level=INFO msg="raft: no known peers`) || !strings.Contains(got, `level=ERROR msg="raft: failed to appendEntries`) {
 		t.Errorf("slogWriter wrote %q; want one INFO and one ERROR record", got)

@@ -5,6 +5,12 @@
 //	lpd --config /etc/lp/lpd.yaml [--log-level debug|info|warn|error]
 //	lpd --help
 //
+// --rejoin-as-new is the recovery for a node whose data dir was lost or
+// damaged while the cluster still counts it as a voter (lpd refuses to start
+// such a node otherwise): it leaves the cluster under its name and joins
+// again as a new member that catches up from the leader
+// (docs/operations-faults.md).
+//
 // --gossip-timing memberlist-lan runs gossip with memberlist's default LAN
 // failure detector instead of lp's tuned one (lan-fast), to compare the two
 // (the failover benchmark does); it is not meant for production.
@@ -39,6 +45,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	var (
 		path, level, timing string
+		rejoin              bool
 		code                int
 	)
 	root := &cobra.Command{
@@ -53,7 +60,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			code = serve(path, level, timing, stderr)
+			code = serve(path, level, timing, rejoin, stderr)
 			return nil
 		},
 	}
@@ -63,6 +70,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 	f := root.Flags()
 	f.StringVar(&path, "config", "", "node config file (lpd.yaml); required")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&rejoin, "rejoin-as-new", false, "when the data dir lost this node's raft state but the cluster still counts it as a voter: leave under this name and join again empty (docs/operations-faults.md)")
 	f.StringVar(&timing, "gossip-timing", "lan-fast", "failure detector timing: lan-fast, or memberlist-lan for comparison")
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\nusage: lpd --config lpd.yaml [--log-level info] (lpd --help for more)\n", err)
@@ -72,7 +80,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 }
 
 // serve runs the node until a signal; it returns the exit status.
-func serve(path, level, timing string, stderr io.Writer) int {
+func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 	// Catch SIGTERM and SIGINT first, so that a signal during start-up
 	// still ends in a graceful leave.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -116,6 +124,7 @@ func serve(path, level, timing string, stderr io.Writer) int {
 	}}
 	cfg.Logger = log
 	cfg.Gossip = gossip
+	cfg.RejoinAsNew = rejoin
 	node, err := cluster.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\n", err)
