@@ -65,6 +65,9 @@ func startSecure(t *testing.T) *secCluster {
 		fmt.Fprintf(&b, "tls: { ca: %s, cert: %s, key: %s }\n", filepath.Join(c.pki, "ca.pem"),
 			filepath.Join(c.pki, s.name+".pem"), filepath.Join(c.pki, s.name+"-key.pem"))
 		fmt.Fprintf(&b, "tokens:\n  - { name: ci, role: operator, sha256: %s }\n  - { name: dash-token, role: reader, sha256: %s }\n", sum256(ciToken), sum256(readerToken))
+		if s.name == "b1" {
+			b.WriteString("exec_checks: deny\n")
+		}
 		if s.pair != "" {
 			p.svc = startService(t, c.dir, "svc-"+s.name)
 			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, p.svc.pidfile)
@@ -258,6 +261,12 @@ func TestSecurityEndToEnd(t *testing.T) {
 					t.Errorf("%s via %s: exit %d, stderr %q; want non-zero and one line containing %q", tc.name, node, code, errOut, tc.want)
 				}
 			}
+		}
+		// b1 has exec_checks: deny: a plan with an exec check is refused
+		// at submit, naming it.
+		execPlan := c.writePlan("exec.yaml", "name: with-exec\npatch: fix.so\ntarget: svc\ntrial: 1s\nhealth:\n  - exec: /bin/true\n")
+		if _, errOut, code := c.ctlTLS(follower, alice, "plan", "submit", execPlan); code == 0 || !strings.Contains(errOut, "node b1 refuses them (exec_checks: deny)") {
+			t.Errorf("plan with an exec check: exit %d, stderr %q; want refused naming b1", code, errOut)
 		}
 		// A reader may read.
 		if _, errOut, code := c.ctlTLS(follower, c.certFlags(c.pki, "dash"), "members"); code != 0 {

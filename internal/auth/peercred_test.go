@@ -1,0 +1,82 @@
+package auth
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+const procNetTCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1B9E 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 113539 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:D431 0100007F:1B9E 01 00000000:00000000 00:00000000 00000000  1000        0 113540 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:1B9E 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 113541 1 0000000000000000 20 4 30 10 -1
+`
+
+const procNetTCP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0000000000000000FFFF00000100007F:A001 0000000000000000FFFF00000100007F:1B9E 01 00000000:00000000 00:00000000 00000000    65534        0 1 1 0 20 4 30 10 -1
+   1: 00000000000000000000000001000000:A002 00000000000000000000000001000000:1B9E 01 00000000:00000000 00:00000000 00000000    33        0 1 1 0 20 4 30 10 -1
+`
+
+func TestParseProcNetTCP(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	tests := []struct {
+		data          string
+		local, remote string
+		uid           uint32
+		found         bool
+	}{
+		{procNetTCP, "127.0.0.1:54321", "127.0.0.1:7070", 1000, true},
+		{procNetTCP, "127.0.0.1:7070", "127.0.0.1:54321", 0, true},
+		{procNetTCP, "127.0.0.1:54322", "127.0.0.1:7070", 0, false},
+		{procNetTCP6, "127.0.0.1:40961", "127.0.0.1:7070", 65534, true}, // v4-mapped
+		{procNetTCP6, "[::1]:40962", "[::1]:7070", 33, true},
+		{"", "127.0.0.1:1", "127.0.0.1:2", 0, false},
+	}
+	for _, tt := range tests {
+		uid, err := ParseProcNetTCP([]byte(tt.data), ap(tt.local), ap(tt.remote))
+		if tt.found && (err != nil || uid != tt.uid) {
+			t.Errorf("ParseProcNetTCP(%s -> %s) = %d, %v; want %d", tt.local, tt.remote, uid, err, tt.uid)
+		}
+		if !tt.found && err == nil {
+			t.Errorf("ParseProcNetTCP(%s -> %s) = %d; want ErrNoSocket", tt.local, tt.remote, uid)
+		}
+	}
+}
+
+// TestLoopbackPeerUIDLive finds this process's own connection.
+func TestLoopbackPeerUIDLive(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	uid, err := LoopbackPeerUID("/proc", netip.MustParseAddrPort(s.LocalAddr().String()), netip.MustParseAddrPort(s.RemoteAddr().String()))
+	if err != nil || int(uid) != os.Geteuid() {
+		t.Errorf("LoopbackPeerUID = %d, %v; want %d", uid, err, os.Geteuid())
+	}
+}
+
+func FuzzParseProcNetTCP(f *testing.F) {
+	f.Add([]byte(procNetTCP))
+	f.Add([]byte(procNetTCP6))
+	f.Add([]byte("h\n 0: 0100007F:D431 0100007F:1B9E 01 a b c 99999999999 x\n"))
+	f.Add([]byte("h\n 0: 0100007:D431 0100007F:1B9E 01 a b c 1 x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		uid, err := ParseProcNetTCP(data, netip.MustParseAddrPort("127.0.0.1:54321"), netip.MustParseAddrPort("127.0.0.1:7070"))
+		if err == nil && !strings.Contains(string(data), "D431") && !strings.Contains(strings.ToLower(string(data)), "d431") {
+			t.Fatalf("found uid %d without the peer's port in the input", uid)
+		}
+	})
+}
