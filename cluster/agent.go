@@ -164,14 +164,14 @@ func (a *agent) reconcileTarget(ctx context.Context, target string) {
 	n := a.n
 	var (
 		desired []fsm.PatchRef
-		blobs   = map[string][]byte{}
+		blobs   = map[string]fsm.Blob{}
 		prev    fsm.Observed
 		hadPrev bool
 	)
 	n.fsm.View(func(s *fsm.State) {
 		desired = s.DesiredStack(n.name, target)
 		for _, r := range desired {
-			blobs[r.SHA256] = s.Blobs[r.SHA256].Data
+			blobs[r.SHA256] = s.Blobs[r.SHA256]
 		}
 		prev, hadPrev = s.Observed[n.name][target]
 	})
@@ -208,7 +208,7 @@ func reportEqual(a, b api.ObservedRequest) bool {
 // order. It returns the active patches afterwards and the error, if any.
 // A failed attempt is not repeated for the same process and stack until
 // RetryBackoff has passed.
-func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string][]byte) ([]string, string) {
+func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob) ([]string, string) {
 	n := a.n
 	list, err := n.cfg.Patcher.List(pid)
 	if err != nil {
@@ -242,13 +242,18 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 		if opErr != nil {
 			break
 		}
-		path, err := n.blobs.path(r.SHA256, blobs[r.SHA256])
+		// One read of the file: its sha256 and signature are checked on
+		// the bytes the engine then loads (no window to swap the file).
+		path, data, err := n.blobs.load(r.SHA256, blobs[r.SHA256].Data)
+		if err == nil {
+			err = n.verifyLoad(path, data, blobs[r.SHA256].Signatures)
+		}
 		if err != nil {
-			opErr = err
+			opErr = fmt.Errorf("applying %s to pid %d: %w", r.PatchID, pid, err)
 			break
 		}
 		n.log.Info("applying patch", "target", target, "pid", pid, "patch", r.PatchID)
-		if err := n.cfg.Patcher.Apply(ctx, pid, path); err != nil {
+		if err := n.cfg.Patcher.Apply(ctx, pid, path, data); err != nil {
 			opErr = fmt.Errorf("applying %s to pid %d: %w", r.PatchID, pid, err)
 		}
 	}

@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"lp/fsm"
 )
 
 // blobStore keeps patch modules as dir/SHA256.so.
@@ -16,51 +19,67 @@ type blobStore struct {
 	dir string
 }
 
-// path writes data as the module with the given sha256 unless a file with
-// the right content is already there, verifies the file's hash and returns
-// its path. Data whose hash does not match is refused.
-func (b blobStore) path(sum string, data []byte) (string, error) {
+// load returns the path of the module with the given sha256 and the bytes
+// of that file, read once: the caller verifies and loads these bytes, never
+// the file again, so the file cannot change between check and load. A
+// missing file is first written from data, the replicated bytes (which must
+// match sum). A file that is there with other bytes was changed behind
+// lpd's back (lpd writes it whole, under a temporary name renamed): it is
+// refused with ErrHashMismatch and left for the operator to look at, never
+// silently replaced.
+func (b blobStore) load(sum string, data []byte) (string, []byte, error) {
 	p := filepath.Join(b.dir, sum+".so")
-	if ok, err := fileHas(p, sum); err == nil && ok {
-		return p, nil
+	got, err := readModuleFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := b.write(p, sum, data); err != nil {
+			return "", nil, err
+		}
+		got, err = readModuleFile(p)
 	}
+	if err != nil {
+		return "", nil, fmt.Errorf("reading module file %s: %w", p, err)
+	}
+	if h := hexSum(got); h != sum {
+		return "", nil, fmt.Errorf("refused: module file changed on disk behind lpd's back (%w: sha256 %s): %s (remove it and lpd writes it again from the replicated copy)",
+			ErrHashMismatch, h[:16], p)
+	}
+	return p, got, nil
+}
+
+// write stores data as path, whole or not at all.
+func (b blobStore) write(p, sum string, data []byte) error {
 	if hexSum(data) != sum {
-		return "", fmt.Errorf("module %s: %w (the replicated bytes hash to %s)", sum, ErrHashMismatch, hexSum(data))
+		return fmt.Errorf("module %s: %w (the replicated bytes hash to %s)", sum, ErrHashMismatch, hexSum(data))
 	}
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
-		return "", fmt.Errorf("creating patch dir: %w", err)
+		return fmt.Errorf("creating patch dir: %w", err)
 	}
 	tmp, err := os.CreateTemp(b.dir, sum+".*.tmp")
 	if err != nil {
-		return "", fmt.Errorf("writing module %s: %w", sum, err)
+		return fmt.Errorf("writing module %s: %w", sum, err)
 	}
 	_, werr := tmp.Write(data)
 	cerr := tmp.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(tmp.Name())
-		return "", fmt.Errorf("writing module %s: %w", sum, err)
+		return fmt.Errorf("writing module %s: %w", sum, err)
 	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		os.Remove(tmp.Name())
-		return "", fmt.Errorf("writing module %s: %w", sum, err)
+		return fmt.Errorf("writing module %s: %w", sum, err)
 	}
-	// Verify what is on disk, not what we meant to write.
-	ok, err := fileHas(p, sum)
-	if err != nil {
-		return "", fmt.Errorf("verifying module %s: %w", sum, err)
-	}
-	if !ok {
-		return "", fmt.Errorf("module file %s: %w", p, ErrHashMismatch)
-	}
-	return p, nil
+	return nil
 }
 
-func fileHas(path, sum string) (bool, error) {
-	data, err := os.ReadFile(path)
+// readModuleFile reads a module file, no more than the FSM's cap and one
+// byte (a longer file then fails its hash check).
+func readModuleFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return hexSum(data) == sum, nil
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, fsm.MaxBlobSize+1))
 }
 
 func hexSum(data []byte) string {
@@ -88,7 +107,7 @@ func (b blobStore) gc(keep func(sum string) bool) (int, error) {
 			continue
 		}
 		if tmp {
-			// A temporary file is only ever open inside path, on the
+			// A temporary file is only ever open inside write, on the
 			// agent's goroutine, which is also the one calling gc.
 			if err := os.Remove(filepath.Join(b.dir, name)); err != nil {
 				errs = append(errs, err)

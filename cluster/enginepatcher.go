@@ -2,10 +2,14 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"lp/engine"
+	"lp/engine/module"
 )
 
 // EnginePatcher is the Patcher of a real node: package engine, with the
@@ -16,9 +20,29 @@ type EnginePatcher struct {
 
 var _ Patcher = EnginePatcher{}
 
-// Apply implements Patcher.
-func (e EnginePatcher) Apply(ctx context.Context, pid int, modulePath string) error {
-	res, err := engine.Apply(ctx, pid, modulePath, e.Options)
+// Apply implements Patcher. The inject loader maps the verified bytes
+// themselves. The dlopen loader makes the target open a file by name, so it
+// gets a private copy of the verified bytes: a new file in a new directory
+// (mode 0700) beside the module, removed once the target has loaded it; a
+// rewrite of the module file cannot reach it.
+func (e EnginePatcher) Apply(ctx context.Context, pid int, modulePath string, data []byte) error {
+	name := modulePath
+	if e.Options.Mode == engine.ModeDlopen {
+		dir, err := os.MkdirTemp(filepath.Dir(modulePath), ".load-")
+		if err != nil {
+			return fmt.Errorf("copying %s for dlopen: %w", modulePath, err)
+		}
+		defer os.RemoveAll(dir)
+		name = filepath.Join(dir, filepath.Base(modulePath))
+		if err := writeExclusive(name, data); err != nil {
+			return fmt.Errorf("copying %s for dlopen: %w", modulePath, err)
+		}
+	}
+	m, err := module.Parse(data, name)
+	if err != nil {
+		return err
+	}
+	res, err := engine.ApplyModule(ctx, pid, m, e.Options)
 	if err == nil && !res.Already && e.Options.Logf != nil {
 		// The pause is the longest time the target was stopped, every
 		// stop of the apply counted.
@@ -48,4 +72,17 @@ func (e EnginePatcher) Revert(ctx context.Context, pid int, id string) error {
 		e.Options.Logf("reverted %s in pid %d: target paused %v", strings.Join(res.Reverted, ", "), pid, res.Pause.Round(time.Microsecond))
 	}
 	return err
+}
+
+// writeExclusive creates path (it must not exist), mode 0600, holding data.
+func writeExclusive(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -12,7 +13,11 @@ func TestEnginePatcher(t *testing.T) {
 	s := startService(t, t.TempDir(), "svc")
 	var p EnginePatcher
 	ctx := context.Background()
-	if err := p.Apply(ctx, s.pid, built.fix); err != nil {
+	data, err := os.ReadFile(built.fix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(ctx, s.pid, built.fix, data); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	s.waitValue(t, 1041, 5*time.Second)
@@ -24,7 +29,7 @@ func TestEnginePatcher(t *testing.T) {
 		t.Errorf("active after Apply = %v; want [fix-answer]", got)
 	}
 	// Applying again is not an error.
-	if err := p.Apply(ctx, s.pid, built.fix); err != nil {
+	if err := p.Apply(ctx, s.pid, built.fix, data); err != nil {
 		t.Errorf("second Apply: %v; want nil", err)
 	}
 	if err := p.Revert(ctx, s.pid, "fix-answer"); err != nil {

@@ -31,11 +31,7 @@ func newFakePatcher() *fakePatcher {
 	return &fakePatcher{patches: map[int][]PatchStatus{}, failOn: map[string]bool{}}
 }
 
-func (f *fakePatcher) Apply(_ context.Context, pid int, path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
+func (f *fakePatcher) Apply(_ context.Context, pid int, _ string, data []byte) error {
 	id := string(data) // fake modules hold their id
 	f.mu.Lock()
 	defer f.mu.Unlock()

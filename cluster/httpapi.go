@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -461,6 +460,13 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.SubmittedBy = identityOf(r).String() // never what the client says
+	// Signatures first: with trusted_keys, nothing parses an unsigned
+	// module's bytes.
+	signedBy, status, err := n.checkSubmitSignature(req)
+	if err != nil {
+		writeError(w, status, err.Error())
+		return
+	}
 	spec, blob, status, err := parseSubmit(req)
 	if err != nil {
 		writeError(w, status, err.Error())
@@ -470,6 +476,7 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("plan %s has exec health checks and node %s refuses them (exec_checks: deny); use tcp, http or process checks", spec.Name, node))
 		return
 	}
+	spec.SignedBy, blob.Signature = signedBy, req.Signature
 	// A submission the FSM would refuse must change nothing, not even the
 	// blob store: try both commands on a scratch copy first.
 	submit := &fsm.SubmitPlan{Spec: spec}
@@ -573,10 +580,7 @@ func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error)
 	if got := hex.EncodeToString(sum[:]); got != req.SHA256 {
 		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("patch module sha256 is %s, the request says %q", got, req.SHA256)
 	}
-	name := filepath.Base(req.ModuleName)
-	if name == "." || name == "/" || name == "" {
-		name = "module.so"
-	}
+	name := submittedModuleName(req)
 	mod, err := module.Parse(req.Module, name)
 	if err != nil {
 		return fsm.PlanSpec{}, nil, http.StatusBadRequest, err

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,10 @@ type Node struct {
 	clientTransport *http.Transport
 	users           userNames
 
+	// trusted are the keys of trusted_keys (signatures.go); empty: modules
+	// need no signature.
+	trusted []ed25519.PublicKey
+
 	// memberEvents is set by every gossip event, so that the leader
 	// records a member's change in the FSM at once.
 	memberEvents atomic.Bool
@@ -109,6 +114,9 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}()
 	if err := n.loadSecurity(); err != nil {
+		return nil, err
+	}
+	if err := n.loadTrustedKeys(); err != nil {
 		return nil, err
 	}
 	if !cfg.InmemStore {

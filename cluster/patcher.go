@@ -11,9 +11,12 @@ type PatchStatus struct {
 // Patcher is what the agent needs from the single-host engine. Calls for one
 // pid are never concurrent.
 type Patcher interface {
-	// Apply loads and activates the module at modulePath in process pid.
-	// Applying a patch that is already active is not an error.
-	Apply(ctx context.Context, pid int, modulePath string) error
+	// Apply loads and activates a module in process pid: data are the
+	// module file's bytes, read from modulePath and verified by the caller.
+	// Apply loads exactly these bytes and must not read modulePath again
+	// (the file may have changed since); modulePath names the module in
+	// messages. Applying a patch that is already active is not an error.
+	Apply(ctx context.Context, pid int, modulePath string, data []byte) error
 	// List returns the patches recorded inside process pid, oldest first.
 	List(pid int) ([]PatchStatus, error)
 	// Revert deactivates patch id in pid, and the patches that depend on it

@@ -17,7 +17,7 @@ func TestBlobStoreGC(t *testing.T) {
 	keep := fsm.NewPutBlob("keep", []byte("keep"))
 	drop := fsm.NewPutBlob("drop", []byte("drop"))
 	for _, p := range []*fsm.PutBlob{keep, drop} {
-		if _, err := b.path(p.SHA256, p.Data); err != nil {
+		if _, _, err := b.load(p.SHA256, p.Data); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -92,25 +92,34 @@ func TestBlobStore(t *testing.T) {
 	b := blobStore{dir: filepath.Join(t.TempDir(), "patches")}
 	data := []byte("module bytes")
 	sum := hexSum(data)
-	p, err := b.path(sum, data)
+	p, got, err := b.load(sum, data)
 	if err != nil {
-		t.Fatalf("path: %v", err)
+		t.Fatalf("load: %v", err)
 	}
-	if got, _ := os.ReadFile(p); string(got) != string(data) {
-		t.Errorf("stored %q; want %q", got, data)
+	if onDisk, _ := os.ReadFile(p); string(onDisk) != string(data) || string(got) != string(data) {
+		t.Errorf("stored %q, returned %q; want %q", onDisk, got, data)
 	}
-	// A corrupted file is replaced by the replicated bytes.
+	if _, got, err = b.load(sum, data); err != nil || string(got) != string(data) {
+		t.Errorf("second load = %q, %v; want the module", got, err)
+	}
+	// A file changed behind lpd's back is refused, named, and left alone
+	// for the operator (not replaced, not loaded).
 	os.WriteFile(p, []byte("tampered"), 0o600)
-	if _, err := b.path(sum, data); err != nil {
-		t.Fatalf("path after tampering: %v", err)
+	if _, got, err := b.load(sum, data); !errors.Is(err, ErrHashMismatch) || got != nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("load of a tampered file = %q, %v; want ErrHashMismatch naming %s", got, err, p)
 	}
-	if got, _ := os.ReadFile(p); string(got) != string(data) {
-		t.Errorf("after tampering the file holds %q; want the module again", got)
+	if onDisk, _ := os.ReadFile(p); string(onDisk) != "tampered" {
+		t.Errorf("the tampered file now holds %q; want it left as found", onDisk)
+	}
+	// Removed, it is written again from the replicated bytes.
+	os.Remove(p)
+	if _, got, err := b.load(sum, data); err != nil || string(got) != string(data) {
+		t.Errorf("load after removal = %q, %v; want the module", got, err)
 	}
 	// Bytes that do not match their hash are refused (with no good file
 	// on disk to fall back on).
 	os.Remove(p)
-	if _, err := b.path(sum, []byte("other bytes")); !errors.Is(err, ErrHashMismatch) {
+	if _, _, err := b.load(sum, []byte("other bytes")); !errors.Is(err, ErrHashMismatch) {
 		t.Errorf("mismatching bytes: err = %v; want ErrHashMismatch", err)
 	}
 	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {

@@ -57,7 +57,7 @@ type Node struct {
 	Health          []Check           // health: node-level checks, always running
 	TLS             TLS               // tls: the API and raft over mutual TLS; all of ca, cert, key or none
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
-	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys (checked, not enforced by lpd yet)
+	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys; set: modules must be signed by one
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
 	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
@@ -122,12 +122,9 @@ func DefaultNode() Node {
 
 // Unsupported lists the keys that are set in n but that lpd does not
 // implement yet, so that lpd can warn instead of silently ignoring them.
+// Every key is implemented now; lpd keeps the warning for the next one.
 func (n *Node) Unsupported() []string {
-	var keys []string
-	if len(n.TrustedKeys) > 0 {
-		keys = append(keys, "trusted_keys")
-	}
-	return keys
+	return nil
 }
 
 // Validate checks every rule of the node config and returns the first

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -278,10 +279,25 @@ func (c *PutBlob) apply(x *applyCtx) error {
 		if b.PatchID != c.PatchID {
 			return refuse(ErrConflict, "module %s is stored as patch %s, not %s", c.SHA256, b.PatchID, c.PatchID)
 		}
-		x.noop("patch %s (%s) is already stored", c.PatchID, c.SHA256)
+		if len(c.Signature) == 0 || slices.ContainsFunc(b.Signatures, func(s []byte) bool { return bytes.Equal(s, c.Signature) }) {
+			x.noop("patch %s (%s) is already stored", c.PatchID, c.SHA256)
+			return nil
+		}
+		// A new signer: copies share the old slice, so build a new one.
+		sigs := append(slices.Clone(b.Signatures), bytes.Clone(c.Signature))
+		if len(sigs) > MaxBlobSignatures {
+			sigs = sigs[len(sigs)-MaxBlobSignatures:]
+		}
+		b.Signatures = sigs
+		x.s.Blobs[c.SHA256] = b
+		x.record(Event{Kind: EventBlobStored, To: c.SHA256, Cause: c.PatchID + " (signature added)"})
 		return nil
 	}
-	x.s.Blobs[c.SHA256] = Blob{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Data: c.Data, Stored: x.at}
+	blob := Blob{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Data: c.Data, Stored: x.at}
+	if len(c.Signature) > 0 {
+		blob.Signatures = [][]byte{bytes.Clone(c.Signature)}
+	}
+	x.s.Blobs[c.SHA256] = blob
 	x.record(Event{Kind: EventBlobStored, To: c.SHA256, Cause: c.PatchID})
 	return nil
 }

@@ -329,12 +329,23 @@ type RemoveNode struct {
 // ---- patches ----
 
 // PutBlob stores a patch module. SHA256 must be the lowercase hex sha256 of
-// Data; Data is at most MaxBlobSize bytes. Storing a blob again is a no-op.
+// Data; Data is at most MaxBlobSize bytes. Signature, when set, is an
+// ed25519 signature of Data (SignatureSize bytes; the FSM checks its size,
+// the API and the agents check it against their trusted keys). Storing a
+// blob again is a no-op, except that a signature it does not have yet is
+// added to it.
 type PutBlob struct {
-	SHA256  string `json:"sha256"`
-	PatchID string `json:"patch_id"`
-	Data    []byte `json:"data"`
+	SHA256    string `json:"sha256"`
+	PatchID   string `json:"patch_id"`
+	Data      []byte `json:"data"`
+	Signature []byte `json:"signature,omitempty"`
 }
+
+// SignatureSize is the size of a blob signature (ed25519).
+const SignatureSize = 64
+
+// MaxBlobSignatures bounds the signatures kept with one blob.
+const MaxBlobSignatures = 8
 
 // NewPutBlob returns the PutBlob command for a patch module.
 func NewPutBlob(patchID string, data []byte) *PutBlob {
@@ -573,6 +584,9 @@ func (c *PutBlob) validate() error {
 	sum := sha256.Sum256(c.Data)
 	if got := hex.EncodeToString(sum[:]); got != c.SHA256 {
 		return refuse(ErrInvalid, "patch %s: data has sha256 %s; the command says %s (corrupted upload?)", c.PatchID, got, c.SHA256)
+	}
+	if n := len(c.Signature); n != 0 && n != SignatureSize {
+		return refuse(ErrInvalid, "patch %s: signature is %d bytes; want %d (ed25519)", c.PatchID, n, SignatureSize)
 	}
 	return nil
 }

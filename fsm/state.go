@@ -232,6 +232,11 @@ type Blob struct {
 	// before it was kept): a Prune keeps an unreferenced module for
 	// Retention.BlobGrace after it.
 	Stored time.Time `json:"stored,omitzero"`
+	// Signatures are the ed25519 signatures of Data submitted with it, one
+	// per signer (at most MaxBlobSignatures, oldest dropped first), each
+	// SignatureSize bytes. Nodes with trusted_keys load the blob only when
+	// a trusted key verifies one of them. Shared between copies like Data.
+	Signatures [][]byte `json:"signatures,omitempty"`
 }
 
 // PatchRef is one entry of a desired patch stack.
@@ -281,6 +286,10 @@ type PlanSpec struct {
 	ProgressDeadline time.Duration `json:"progress_deadline"`
 	SubmittedBy      string        `json:"submitted_by"`
 	SubmittedAt      time.Time     `json:"submitted_at"` // set from the command time
+	// SignedBy is the trusted key (base64 ed25519 public key) that
+	// verified the module's signature at submission; "" when the leader had
+	// no trusted_keys.
+	SignedBy string `json:"signed_by,omitempty"`
 }
 
 // Plan is a submitted plan: its spec and its progress.

@@ -7,6 +7,8 @@
 //	GET  /v1/status                 Status: this node's raft view
 //	GET  /v1/members                []Member: gossip + raft + FSM, with last contact
 //	POST /v1/plans                  SubmitRequest -> SubmitResponse (201)
+//	                                (403 when the lpd has trusted_keys and no
+//	                                trusted key verifies SubmitRequest.Signature)
 //	GET  /v1/plans                  []PlanDetail (without history)
 //	GET  /v1/plans/{id}             PlanDetail: spec, progress, nodes, history
 //	POST /v1/plans/{id}/rollback    ActionResponse (also pause, resume, abort)

@@ -88,6 +88,9 @@ type SubmitRequest struct {
 	Module      []byte          `json:"module"`
 	SHA256      string          `json:"sha256"`
 	SubmittedBy string          `json:"submitted_by,omitempty"`
+	// Signature is the module's ed25519 signature (the decoded MODULE.sig,
+	// base64 in JSON), required by an lpd with trusted_keys.
+	Signature []byte `json:"signature,omitempty"`
 }
 
 // SubmitResponse answers POST /v1/plans.

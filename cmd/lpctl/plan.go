@@ -21,6 +21,7 @@ import (
 	"lp/config"
 	"lp/fsm"
 	"lp/internal/auth"
+	"lp/signing"
 )
 
 // Exit statuses of plan submit --wait and plan watch.
@@ -150,6 +151,11 @@ func readSubmission(path string) (api.SubmitRequest, error) {
 	}
 	sum := sha256.Sum256(data)
 	req := api.SubmitRequest{Plan: pj, ModuleName: filepath.Base(plan.PatchPath), Module: data, SHA256: hex.EncodeToString(sum[:])}
+	// MODULE.sig beside the module goes along; lpd decides whether it
+	// needs one (trusted_keys).
+	if req.Signature, err = readSignature(plan.PatchPath + signing.SigSuffix); err != nil {
+		return api.SubmitRequest{}, fmt.Errorf("%s: patch: %w", path, err)
+	}
 	return req, nil
 }
 
@@ -250,6 +256,9 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	p := d.Plan
 	fmt.Fprintf(w, "plan %s (%s)\n", p.ID, p.Spec.Name)
 	fmt.Fprintf(w, "  patch:    %s (sha256 %s)\n", p.Spec.PatchID, p.Spec.PatchSHA256)
+	if p.Spec.SignedBy != "" {
+		fmt.Fprintf(w, "  signed:   by %s\n", p.Spec.SignedBy)
+	}
 	fmt.Fprintf(w, "  target:   %s\n  pairs:    %s\n  trial:    %v\n  on fail:  %s\n", p.Spec.Target, strings.Join(p.Spec.Pairs, ", "), p.Spec.Trial, p.Spec.OnFailure)
 	if p.Spec.SubmittedBy != "" {
 		fmt.Fprintf(w, "  by:       %s\n", p.Spec.SubmittedBy)
