@@ -262,7 +262,14 @@ func (n *Node) reconcileMembers() {
 	// A voter dead for DeadVoterTimeout loses its vote, so that it does
 	// not count against the quorum for ever; it gets it back once alive
 	// (and registered) again. Only while at least one other voter remains.
+	alive := map[string]bool{}
+	for _, m := range members {
+		alive[m.Name] = m.State == heartbeat.StateAlive
+	}
 	for _, name := range deadVoters {
+		if alive[name] {
+			continue // back already: the FSM learns it below
+		}
 		if n.otherVoters() < 2 {
 			break
 		}
