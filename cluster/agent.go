@@ -234,7 +234,7 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			continue // reverted with a dependency already
 		}
 		n.log.Info("reverting patch", "target", target, "pid", pid, "patch", active[i])
-		if err := n.cfg.Patcher.Revert(ctx, pid, active[i]); err != nil {
+		if err := a.revert(ctx, target, pid, active[i]); err != nil {
 			opErr = fmt.Errorf("reverting %s in pid %d: %w", active[i], pid, err)
 		}
 	}
@@ -253,7 +253,7 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			break
 		}
 		n.log.Info("applying patch", "target", target, "pid", pid, "patch", r.PatchID)
-		if err := n.cfg.Patcher.Apply(ctx, pid, path, data); err != nil {
+		if err := a.apply(ctx, target, pid, path, data); err != nil {
 			opErr = fmt.Errorf("applying %s to pid %d: %w", r.PatchID, pid, err)
 		}
 	}
@@ -263,12 +263,43 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 	}
 	active = activeIDs(list)
 	if opErr != nil {
+		n.metrics.applyErrors.Inc()
 		n.log.Warn("reconcile failed", "target", target, "pid", pid, "err", opErr)
 		a.failed[target] = failedAttempt{key: key, err: clipText(opErr.Error(), 400), at: time.Now()}
 		return active, a.failed[target].err
 	}
 	delete(a.failed, target)
 	return active, ""
+}
+
+// apply applies one module through the Patcher, recording the pause when
+// the Patcher measures it.
+func (a *agent) apply(ctx context.Context, target string, pid int, path string, data []byte) error {
+	n := a.n
+	tp, ok := n.cfg.Patcher.(timedPatcher)
+	if !ok {
+		return n.cfg.Patcher.Apply(ctx, pid, path, data)
+	}
+	d, err := tp.ApplyTimed(ctx, pid, path, data)
+	if d > 0 {
+		n.metrics.observePause(n.name, target, d)
+	}
+	return err
+}
+
+// revert reverts one patch through the Patcher, recording the pause when
+// the Patcher measures it.
+func (a *agent) revert(ctx context.Context, target string, pid int, id string) error {
+	n := a.n
+	tp, ok := n.cfg.Patcher.(timedPatcher)
+	if !ok {
+		return n.cfg.Patcher.Revert(ctx, pid, id)
+	}
+	d, err := tp.RevertTimed(ctx, pid, id)
+	if d > 0 {
+		n.metrics.observePause(n.name, target, d)
+	}
+	return err
 }
 
 func mustList(p Patcher, pid int) []PatchStatus {

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,6 +29,11 @@ type Config struct {
 	Version string       // agent version, in gossip metadata
 
 	Gossip heartbeat.Timing // zero: heartbeat.LANFast()
+
+	// Metrics, when set, is gathered with the node's own registry at GET
+	// /metrics: lpd passes the process-wide sink that raft's and
+	// memberlist's go-metrics report to.
+	Metrics prometheus.Gatherer
 
 	// Raft timeouts, tuned for a LAN (loopback in tests).
 	HeartbeatTimeout   time.Duration

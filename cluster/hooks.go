@@ -129,6 +129,7 @@ func (a *agent) hooks(ctx context.Context, self fsm.Node) {
 	n.log.Info("running hook", "hook", hook, "epoch", epoch, "role", self.Role, "old_role", self.PrevRole)
 	n.goRun(func() {
 		ok, out := runHook(n.ctx, n, hook, command, env, n.cfg.HookTimeout)
+		n.metrics.hookRun(hook, ok)
 		report.OK, report.Output = ok, out
 		h.results <- report
 		n.changed.Notify()

@@ -58,6 +58,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathHook, node("report a hook", n.handleHook))
 	mux.HandleFunc("POST "+api.PathRole, node("report a role", n.handleRole))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", operate("remove a member", n.handleRemoveMember))
+	n.routeOps(mux, read)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -59,6 +59,8 @@ type Node struct {
 
 	trials *trialFailures // reported to this node while it leads
 
+	metrics *metrics // GET /metrics; see metrics.go
+
 	// tls is the node's TLS material (nil without tls: in lpd.yaml);
 	// tokens the configured bearer tokens (see authz.go).
 	tls    *auth.NodeTLS
@@ -108,6 +110,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		ctx: ctx, cancel: cancel,
 	}
 	n.blobs = blobStore{dir: filepath.Join(cfg.Node.DataDir, "patches")}
+	n.metrics = newMetrics(n)
 	defer func() {
 		if err != nil {
 			n.stop()

@@ -1,6 +1,9 @@
 package cluster
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // PatchStatus is one patch recorded inside a target process.
 type PatchStatus struct {
@@ -33,4 +36,12 @@ func activeIDs(ps []PatchStatus) []string {
 		}
 	}
 	return ids
+}
+
+// timedPatcher is a Patcher that also says how long each activation or
+// revert kept the target's threads stopped (lp_engine_pause_seconds). The
+// agent uses it when the Patcher has it.
+type timedPatcher interface {
+	ApplyTimed(ctx context.Context, pid int, modulePath string, data []byte) (time.Duration, error)
+	RevertTimed(ctx context.Context, pid int, id string) (time.Duration, error)
 }

@@ -27,6 +27,9 @@ import (
 	"syscall"
 	"time"
 
+	gometrics "github.com/hashicorp/go-metrics/compat"
+	gmprom "github.com/hashicorp/go-metrics/compat/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"lp/cluster"
@@ -119,6 +122,10 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 			"; anyone who reaches them can patch this host (set tls; see docs/security.md)")
 	}
 	cfg := cluster.FromNode(n)
+	if cfg.Metrics, err = raftMetrics(); err != nil {
+		// Metrics are for operators; lp runs without raft's.
+		log.Warn("raft and memberlist metrics are not exported", "err", err)
+	}
 	cfg.Patcher = cluster.EnginePatcher{Options: engine.Options{
 		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...), "component", "engine") },
 	}}
@@ -138,4 +145,22 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 		log.Warn("shutdown", "err", err)
 	}
 	return 0
+}
+
+// raftMetrics sends raft's and memberlist's go-metrics (which they report
+// to the process-wide go-metrics instance) to a Prometheus registry that
+// the node serves at /metrics with its own: raft_*, memberlist_*.
+func raftMetrics() (prometheus.Gatherer, error) {
+	reg := prometheus.NewRegistry()
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: 5 * time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("creating the prometheus sink: %w", err)
+	}
+	conf := gometrics.DefaultConfig("")
+	conf.EnableHostname = false
+	conf.EnableRuntimeMetrics = false // the node's registry has Go's own
+	if _, err := gometrics.NewGlobal(conf, sink); err != nil {
+		return nil, fmt.Errorf("installing the go-metrics sink: %w", err)
+	}
+	return reg, nil
 }
