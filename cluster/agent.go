@@ -33,6 +33,8 @@ type agent struct {
 	lastTrialRep time.Time
 
 	hook hookState // role hooks and the role probe (hooks.go)
+
+	sync syncState // the read-index barrier (see current)
 }
 
 type failedAttempt struct {
@@ -53,6 +55,7 @@ func (n *Node) agentLoop() {
 		hook: newHookState(),
 	}
 	defer a.stopTrial()
+	a.logRecords()
 	t := time.NewTicker(n.cfg.AgentInterval)
 	defer t.Stop()
 	for {
@@ -67,21 +70,39 @@ func (n *Node) agentLoop() {
 	}
 }
 
+// logRecords logs what each target's own record says runs in it, before
+// the agent knows anything of the cluster: the first thing an operator
+// reads after a restart.
+func (a *agent) logRecords() {
+	n := a.n
+	for _, name := range targetNames(n.cfg.Node) {
+		pid, err := findProcess(n.cfg.ProcRoot, n.cfg.Node.Targets[name])
+		if err != nil {
+			n.log.Info("target at start", "target", name, "err", err)
+			continue
+		}
+		list, err := n.cfg.Patcher.List(pid)
+		if err != nil {
+			n.log.Warn("target at start: listing its patches", "target", name, "pid", pid, "err", err)
+			continue
+		}
+		n.log.Info("target at start", "target", name, "pid", pid, "active", activeIDs(list))
+	}
+}
+
 // once runs one reconciliation: registration, every target, trial checks.
+// Nothing is changed in a target before the barrier says the replica is
+// current, and the first pass after each barrier only observes.
 func (a *agent) once(ctx context.Context) {
 	n := a.n
+	if !a.current(ctx) {
+		return
+	}
 	var (
 		self       fsm.Node
 		registered bool
-		hasLeader  bool
 	)
 	n.fsm.View(func(s *fsm.State) { self, registered = s.Nodes[n.name] })
-	hasLeader = func() bool { name, _ := n.leaderAPI(); return name != "" }()
-	if !hasLeader || !n.caughtUp() {
-		// Nothing to report to, or a replica that may be stale (just
-		// restarted, or cut off): the targets are left as they are.
-		return
-	}
 	if !registered || a.needsRegister(self) {
 		if time.Since(a.lastReg) < time.Second {
 			return
@@ -92,11 +113,22 @@ func (a *agent) once(ctx context.Context) {
 		}
 		return
 	}
+	act := a.sync.observed
 	a.hooks(ctx, self)
 	a.probeRole(ctx, self)
 	n.publishRole(self.Role)
+	allReported := true
 	for _, name := range targetNames(n.cfg.Node) {
-		a.reconcileTarget(ctx, name)
+		if !a.reconcileTarget(ctx, name, act) {
+			allReported = false
+		}
+	}
+	if !act && allReported {
+		// Every target's record is reported as it is: from now on the
+		// agent may change them.
+		a.sync.observed = true
+		n.log.Info("targets reported as found; reconciling from now on")
+		n.changed.Notify()
 	}
 	a.runTrial(ctx)
 	a.gcBlobs()
@@ -126,17 +158,91 @@ func (a *agent) gcBlobs() {
 	}
 }
 
-// caughtUp reports whether this node's replica is fit to act on: the leader
-// itself, or a follower in recent contact with the leader that has applied
-// everything it knows to be committed.
-func (n *Node) caughtUp() bool {
-	if n.raft.State() == raft.Leader {
-		return true
-	}
-	if time.Since(n.raft.LastContact()) > 5*n.cfg.HeartbeatTimeout {
+// syncState is the agent's read-index barrier: the agent acts only on a
+// replica it knows to be current. After a start, a leader change or a loss
+// of contact with the leader (a rejoin), it asks the leader for its read
+// index (the leader commits a barrier and confirms it still leads before it
+// answers) and waits until its own FSM has applied at least that index.
+type syncState struct {
+	leader   string    // the leader the barrier went through
+	index    uint64    // its read index
+	asked    time.Time // when it answered; zero until it did
+	lastAsk  time.Time
+	passed   bool // the replica has applied index
+	observed bool // every target was reported as found since passed
+}
+
+// current reports whether this node's replica is known to be current (see
+// syncState), asking the leader when it must.
+func (a *agent) current(ctx context.Context) bool {
+	n := a.n
+	leader, addr := n.leaderAPI()
+	lost := n.raft.State() != raft.Leader && time.Since(n.raft.LastContact()) > 5*n.cfg.HeartbeatTimeout
+	if leader == "" || addr == "" || lost {
+		if a.sync.passed {
+			n.log.Info("replica may be stale: targets are left alone until the leader confirms it", "leader", leader, "lost_contact", lost)
+		}
+		a.sync = syncState{}
 		return false
 	}
-	return n.raft.AppliedIndex() >= n.raft.CommitIndex()
+	if leader != a.sync.leader {
+		if a.sync.passed {
+			n.log.Info("leader changed: targets are left alone until the new leader confirms the replica", "leader", leader)
+		}
+		a.sync = syncState{leader: leader}
+	}
+	if a.sync.passed {
+		return true
+	}
+	if a.sync.asked.IsZero() {
+		if time.Since(a.sync.lastAsk) < n.cfg.AgentInterval {
+			return false
+		}
+		a.sync.lastAsk = time.Now()
+		idx, err := a.readIndex(ctx, leader, addr)
+		if err != nil {
+			n.log.Debug("asking the leader for its read index", "leader", leader, "err", err)
+			return false
+		}
+		a.sync.index, a.sync.asked = idx, time.Now()
+	}
+	if got := n.fsm.Index(); got < a.sync.index {
+		return false // the FSM wakes the agent as it applies
+	}
+	a.sync.passed = true
+	n.log.Info("replica is current", "leader", leader, "read_index", a.sync.index)
+	return true
+}
+
+// readIndex asks leader for its read index: on this node when it leads,
+// else over the leader's node-to-node API.
+func (a *agent) readIndex(ctx context.Context, leader, addr string) (uint64, error) {
+	n := a.n
+	if leader == n.name {
+		return n.readIndex()
+	}
+	var resp api.ReadIndex
+	if err := n.internalClient(addr).Do(ctx, http.MethodPost, api.PathReadIndex, api.ReadIndexRequest{Node: n.name}, &resp); err != nil {
+		return 0, err
+	}
+	if resp.Leader != leader {
+		return 0, fmt.Errorf("read index answered by %s, not by leader %s", resp.Leader, leader)
+	}
+	return resp.Index, nil
+}
+
+// readIndex returns the index a replica must have applied to hold every
+// change this leader has made: it commits a barrier (so its own FSM holds
+// every entry of earlier terms and a quorum still follows it), confirms it
+// still leads, and returns its FSM's index.
+func (n *Node) readIndex() (uint64, error) {
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		return 0, fmt.Errorf("committing a barrier: %w", err)
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, fmt.Errorf("verifying leadership: %w", err)
+	}
+	return n.fsm.Index(), nil
 }
 
 func (a *agent) needsRegister(self fsm.Node) bool {
@@ -158,13 +264,15 @@ func (a *agent) register(ctx context.Context) error {
 	return a.client.Do(ctx, http.MethodPost, api.PathRegister, req, nil)
 }
 
-// reconcileTarget makes one target's process run the desired stack and
-// reports what it found.
-func (a *agent) reconcileTarget(ctx context.Context, target string) {
+// reconcileTarget makes one target's process run the desired stack (only
+// observes it when act is false) and reports what it found. It returns
+// whether the cluster has (or was sent) the report.
+func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bool {
 	n := a.n
 	var (
 		desired []fsm.PatchRef
 		blobs   = map[string]fsm.Blob{}
+		known   map[string]bool
 		prev    fsm.Observed
 		hadPrev bool
 	)
@@ -173,6 +281,7 @@ func (a *agent) reconcileTarget(ctx context.Context, target string) {
 		for _, r := range desired {
 			blobs[r.SHA256] = s.Blobs[r.SHA256]
 		}
+		known = knownPatches(s, n.name, target)
 		prev, hadPrev = s.Observed[n.name][target]
 	})
 	obs := api.ObservedRequest{Node: n.name, Target: target}
@@ -184,45 +293,83 @@ func (a *agent) reconcileTarget(ctx context.Context, target string) {
 		obs.Error = err.Error()
 	default:
 		obs.Pid = pid
-		obs.Active, obs.Error = a.converge(ctx, target, pid, desired, blobs)
+		start, err := processStart(n.cfg.ProcRoot, pid)
+		if err != nil {
+			obs.Error = err.Error()
+			break
+		}
+		obs.PidStart = start
+		obs.Active, obs.Unmanaged, obs.Error = a.converge(ctx, target, pid, desired, blobs, known, act)
 	}
-	if hadPrev && prev.Pid == obs.Pid && slices.Equal(prev.Active, obs.Active) && prev.Error == obs.Error {
-		return // the cluster knows
+	if hadPrev && prev.Pid == obs.Pid && prev.PidStart == obs.PidStart && slices.Equal(prev.Active, obs.Active) &&
+		slices.Equal(prev.Unmanaged, obs.Unmanaged) && prev.Error == obs.Error {
+		return true // the cluster knows
 	}
 	if r, ok := a.lastReport[target]; ok && time.Since(r.at) < time.Second && reportEqual(r.obs, obs) {
-		return // sent already; the replica has not caught up yet
+		return true // sent already; the replica has not caught up yet
 	}
 	if err := a.client.Do(ctx, http.MethodPost, api.PathObserved, obs, nil); err != nil {
 		n.log.Warn("reporting observed state", "target", target, "err", err)
-		return
+		return false
 	}
 	a.lastReport[target] = sentReport{obs: obs, at: time.Now()}
+	return true
+}
+
+// knownPatches returns the ids of the patches the cluster knows for target
+// on node: those of every plan for target, and those of the node's desired
+// stack. The agent never reverts any other patch: one applied by hand
+// (lpctl patch apply) stays until an operator reverts it, or a plan with
+// its id is rolled back.
+func knownPatches(s *fsm.State, node, target string) map[string]bool {
+	known := map[string]bool{}
+	for _, p := range s.Plans {
+		if p.Spec.Target == target {
+			known[p.Spec.PatchID] = true
+		}
+	}
+	for _, r := range s.DesiredStack(node, target) {
+		known[r.PatchID] = true
+	}
+	return known
 }
 
 func reportEqual(a, b api.ObservedRequest) bool {
-	return a.Pid == b.Pid && slices.Equal(a.Active, b.Active) && a.Error == b.Error
+	return a.Pid == b.Pid && a.PidStart == b.PidStart && slices.Equal(a.Active, b.Active) &&
+		slices.Equal(a.Unmanaged, b.Unmanaged) && a.Error == b.Error
 }
 
-// converge reverts the active patches that are not in the desired stack
-// (newest first, with their dependents) and applies the missing ones in
-// order. It returns the active patches afterwards and the error, if any.
-// A failed attempt is not repeated for the same process and stack until
+// converge reverts the known active patches that are not in the desired
+// stack (newest first, with their dependents) and applies the missing ones
+// in order; patches the cluster does not know (see knownPatches) are left
+// as they are. With act false it only looks. It returns the known active
+// patches afterwards, the unknown ones and the error, if any. A failed
+// attempt is not repeated for the same process and stack until
 // RetryBackoff has passed.
-func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob) ([]string, string) {
+func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob, known map[string]bool, act bool) (active, unmanaged []string, _ string) {
 	n := a.n
-	list, err := n.cfg.Patcher.List(pid)
-	if err != nil {
-		return nil, fmt.Sprintf("listing patches in pid %d: %v", pid, err)
+	listed := func() error {
+		list, err := n.cfg.Patcher.List(pid)
+		if err != nil {
+			return fmt.Errorf("listing patches in pid %d: %w", pid, err)
+		}
+		active, unmanaged = splitKnown(activeIDs(list), known)
+		return nil
 	}
-	active := activeIDs(list)
+	if err := listed(); err != nil {
+		return nil, nil, err.Error()
+	}
 	want := fsm.PatchIDs(desired)
 	if slices.Equal(active, want) {
 		delete(a.failed, target)
-		return active, ""
+		return active, unmanaged, ""
+	}
+	if !act {
+		return active, unmanaged, ""
 	}
 	key := fmt.Sprintf("%d %v", pid, want)
 	if f, ok := a.failed[target]; ok && f.key == key && time.Since(f.at) < n.cfg.RetryBackoff {
-		return active, f.err
+		return active, unmanaged, f.err
 	}
 	k := 0
 	for k < len(active) && k < len(want) && active[k] == want[k] {
@@ -257,19 +404,30 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			opErr = fmt.Errorf("applying %s to pid %d: %w", r.PatchID, pid, err)
 		}
 	}
-	list, err = n.cfg.Patcher.List(pid)
-	if err != nil {
-		return nil, fmt.Sprintf("listing patches in pid %d: %v", pid, err)
+	if err := listed(); err != nil {
+		return nil, nil, err.Error()
 	}
-	active = activeIDs(list)
 	if opErr != nil {
 		n.metrics.applyErrors.Inc()
 		n.log.Warn("reconcile failed", "target", target, "pid", pid, "err", opErr)
 		a.failed[target] = failedAttempt{key: key, err: clipText(opErr.Error(), 400), at: time.Now()}
-		return active, a.failed[target].err
+		return active, unmanaged, a.failed[target].err
 	}
 	delete(a.failed, target)
-	return active, ""
+	return active, unmanaged, ""
+}
+
+// splitKnown splits ids, keeping their order, into those in known and the
+// others.
+func splitKnown(ids []string, known map[string]bool) (in, out []string) {
+	for _, id := range ids {
+		if known[id] {
+			in = append(in, id)
+		} else {
+			out = append(out, id)
+		}
+	}
+	return in, out
 }
 
 // apply applies one module through the Patcher, recording the pause when
@@ -309,7 +467,10 @@ func mustList(p Patcher, pid int) []PatchStatus {
 
 // runTrial runs a plan's health checks on this node while this node is in
 // its trial, and reports a failing check to the leader (again every second
-// while it fails, so that a new leader learns it too).
+// while it fails, so that a new leader learns it too). Once the trial's
+// time is over it reports either a check that never produced a result (a
+// failure) or that every check ran and none is failing (a pass, again
+// every second until the plan moves on).
 func (a *agent) runTrial(ctx context.Context) {
 	n := a.n
 	var (
@@ -359,9 +520,26 @@ func (a *agent) runTrial(ctx context.Context) {
 		}
 		a.trialKey, a.trialChecker, a.trialPlan = key, ch, p.ID
 	}
-	if sum := a.trialChecker.Status(); sum.State == heartbeat.HealthUnhealthy && time.Since(a.lastTrialRep) >= time.Second {
-		a.report(ctx, api.TrialFailure{Node: n.name, Plan: p.ID, Check: sum.Failing, Output: sum.Output})
+	if time.Since(a.lastTrialRep) < time.Second {
+		return
 	}
+	sum := a.trialChecker.Status()
+	if sum.State == heartbeat.HealthUnhealthy {
+		a.report(ctx, api.TrialFailure{Node: n.name, Plan: p.ID, Check: sum.Failing, Output: sum.Output})
+		return
+	}
+	if time.Now().Before(p.PhaseDeadline) {
+		return
+	}
+	// The trial is over: it passes only if every check has run.
+	for _, c := range sum.Checks {
+		if c.Runs == 0 {
+			a.report(ctx, api.TrialFailure{Node: n.name, Plan: p.ID, Check: c.Name,
+				Output: "produced no result during the trial (a check that never ran counts as failing)"})
+			return
+		}
+	}
+	a.report(ctx, api.TrialFailure{Node: n.name, Plan: p.ID, Passed: true})
 }
 
 func (a *agent) report(ctx context.Context, f api.TrialFailure) {

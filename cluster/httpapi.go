@@ -57,6 +57,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathTrialFail, node("report a trial failure", n.handleTrialFailure))
 	mux.HandleFunc("POST "+api.PathHook, node("report a hook", n.handleHook))
 	mux.HandleFunc("POST "+api.PathRole, node("report a role", n.handleRole))
+	mux.HandleFunc("POST "+api.PathReadIndex, node("ask for the read index", n.handleReadIndex))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", operate("remove a member", n.handleRemoveMember))
 	n.routeOps(mux, read)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -855,12 +856,28 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
+// handleReadIndex answers an agent's read-index barrier (see
+// Node.readIndex); n.write has forwarded it here if this node leads.
+func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
+	var req api.ReadIndexRequest
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
+		return
+	}
+	idx, err := n.readIndex()
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.ReadIndex{Leader: n.name, Index: idx})
+}
+
 func (n *Node) handleObserved(w http.ResponseWriter, r *http.Request) {
 	var req api.ObservedRequest
 	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
-	_, err := n.apply(&fsm.ReportObserved{Node: req.Node, Target: req.Target, Pid: req.Pid, Active: req.Active, Error: req.Error})
+	_, err := n.apply(&fsm.ReportObserved{Node: req.Node, Target: req.Target, Pid: req.Pid, PidStart: req.PidStart,
+		Active: req.Active, Unmanaged: req.Unmanaged, Error: req.Error})
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -77,6 +77,31 @@ func processRuns(procRoot string, pid int) bool {
 	return s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
+// processStart returns the start time of pid (field 22 of /proc/PID/stat,
+// clock ticks since boot): with the pid it names one process, since a pid
+// that is reused belongs to a process started later.
+func processStart(procRoot string, pid int) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("reading stat of pid %d: %w", pid, err)
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat of pid %d: no comm", pid)
+	}
+	// After "(comm) " come fields 3, 4, ...: start time is field 22.
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("stat of pid %d: %d fields after comm, want 20", pid, len(f))
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stat of pid %d: start time %q: %w", pid, f[19], err)
+	}
+	return v, nil
+}
+
 func scanProcs(procRoot string, match func(dir string) bool) ([]int, error) {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {

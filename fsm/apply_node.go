@@ -308,16 +308,20 @@ func (c *ReportObserved) apply(x *applyCtx) error {
 	if !ok {
 		return refuse(ErrNotFound, "node %s is not registered", c.Node)
 	}
-	obs := Observed{Pid: c.Pid, Error: clip(c.Error, maxText), At: x.at}
+	obs := Observed{Pid: c.Pid, PidStart: c.PidStart, Error: clip(c.Error, maxText), At: x.at}
 	if len(c.Active) > 0 {
 		obs.Active = slices.Clone(c.Active)
+	}
+	if len(c.Unmanaged) > 0 {
+		obs.Unmanaged = slices.Clone(c.Unmanaged)
 	}
 	old, had := s.Observed[c.Node][c.Target]
 	if s.Observed[c.Node] == nil {
 		s.Observed[c.Node] = map[string]Observed{}
 	}
 	s.Observed[c.Node][c.Target] = obs
-	if !had || old.Pid != obs.Pid || !slices.Equal(old.Active, obs.Active) || old.Error != obs.Error {
+	if !had || old.Pid != obs.Pid || old.PidStart != obs.PidStart || !slices.Equal(old.Active, obs.Active) ||
+		!slices.Equal(old.Unmanaged, obs.Unmanaged) || old.Error != obs.Error {
 		from := ""
 		if had {
 			from = observedString(c.Target, old)
@@ -328,5 +332,9 @@ func (c *ReportObserved) apply(x *applyCtx) error {
 }
 
 func observedString(target string, o Observed) string {
-	return fmt.Sprintf("%s=%s pid=%d", target, strings.Join(o.Active, ","), o.Pid)
+	s := fmt.Sprintf("%s=%s pid=%d", target, strings.Join(o.Active, ","), o.Pid)
+	if len(o.Unmanaged) > 0 {
+		s += " unmanaged=" + strings.Join(o.Unmanaged, ",")
+	}
+	return s
 }

@@ -372,11 +372,13 @@ type SetDesired struct {
 
 // ReportObserved records what a node's agent found in one target.
 type ReportObserved struct {
-	Node   string   `json:"node"`
-	Target string   `json:"target"`
-	Pid    int      `json:"pid"`
-	Active []string `json:"active"`
-	Error  string   `json:"error"`
+	Node      string   `json:"node"`
+	Target    string   `json:"target"`
+	Pid       int      `json:"pid"`
+	PidStart  uint64   `json:"pid_start,omitempty"`
+	Active    []string `json:"active"`
+	Unmanaged []string `json:"unmanaged,omitempty"`
+	Error     string   `json:"error"`
 }
 
 // ---- plans ----

@@ -44,6 +44,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	applyCommand(f.state, cmd, at, res)
+	if res.Err == "" && !res.Noop {
+		f.state.Index = max(f.state.Index, l.Index)
+	}
 	return res
 }
 
@@ -99,6 +102,15 @@ func (f *FSM) State() *State {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.state.Clone()
+}
+
+// Index returns the raft index of the last command entry that changed this
+// FSM's state: a replica whose Index is at least the leader's holds every
+// change the leader had made when it answered. See [State.Index].
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Index
 }
 
 // View calls fn with the current state under a read lock, without copying.

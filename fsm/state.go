@@ -145,6 +145,12 @@ type State struct {
 	Observed map[string]map[string]Observed `json:"observed"`
 	// History of every transition, oldest first; Seq increases by one.
 	History []Event `json:"history"`
+	// Index is the raft log index of the last command entry that changed
+	// the state (refused commands and no-ops change nothing, not even
+	// this). It travels in snapshots, so a replica restored from
+	// one knows how far it is; agents compare it with the leader's before
+	// they act (a read-index barrier).
+	Index uint64 `json:"index"`
 }
 
 // NewState returns an empty state.
@@ -248,10 +254,18 @@ type PatchRef struct {
 
 // Observed is what a node's agent last reported about one target.
 type Observed struct {
-	Pid    int       `json:"pid"`    // 0 when no matching process runs
-	Active []string  `json:"active"` // active patch ids, oldest first
-	Error  string    `json:"error"`  // the last reconcile error, "" if none
-	At     time.Time `json:"at"`
+	Pid int `json:"pid"` // 0 when no matching process runs
+	// PidStart is the process's start time (clock ticks since boot, field
+	// 22 of /proc/PID/stat): with Pid it names one process, so a process
+	// replaced under the same pid is told apart.
+	PidStart uint64   `json:"pid_start,omitempty"`
+	Active   []string `json:"active"` // active patch ids the cluster knows, oldest first
+	// Unmanaged are patches active in the process that no plan of the
+	// cluster knows (applied by hand with lpctl patch apply): reported, and
+	// left alone by the agent.
+	Unmanaged []string  `json:"unmanaged,omitempty"`
+	Error     string    `json:"error"` // the last reconcile error, "" if none
+	At        time.Time `json:"at"`
 }
 
 // CheckSpec is a plan health check: exactly one of Exec, TCP, HTTP or
@@ -330,6 +344,12 @@ type NodeStep struct {
 	Applied      time.Time `json:"applied"`       // desired first set to the plan stack
 	TrialStarted time.Time `json:"trial_started"` // observed matched; the trial (re)started
 	TrialPassed  time.Time `json:"trial_passed"`  // the trial ended
+	// TrialPid and TrialPidStart name the process the node's trial
+	// watches: the node's observed target process when the trial started
+	// (see Observed.PidStart). Another pid, or the same pid with another
+	// start time, fails the trial.
+	TrialPid      int    `json:"trial_pid,omitempty"`
+	TrialPidStart uint64 `json:"trial_pid_start,omitempty"`
 	RolledBack   time.Time `json:"rolled_back"`   // desired set back to the pre-state
 }
 
@@ -379,6 +399,7 @@ func (s *State) Clone() *State {
 		Desired:  make(map[string]map[string][]PatchRef, len(s.Desired)),
 		Observed: make(map[string]map[string]Observed, len(s.Observed)),
 		History:  slices.Clone(s.History),
+		Index:    s.Index,
 	}
 	if c.Blobs == nil {
 		c.Blobs = map[string]Blob{}
@@ -400,6 +421,7 @@ func (s *State) Clone() *State {
 		m := make(map[string]Observed, len(byTarget))
 		for t, o := range byTarget {
 			o.Active = slices.Clone(o.Active)
+			o.Unmanaged = slices.Clone(o.Unmanaged)
 			m[t] = o
 		}
 		c.Observed[k] = m

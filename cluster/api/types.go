@@ -19,6 +19,7 @@ const (
 	PathTrialFail = "/v1/internal/trial-failure"
 	PathHook      = "/v1/internal/hook"
 	PathRole      = "/v1/internal/role"
+	PathReadIndex = "/v1/internal/read-index"
 
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
@@ -171,18 +172,39 @@ type RoleReport struct {
 
 // ObservedRequest is an agent's report of one target.
 type ObservedRequest struct {
-	Node   string   `json:"node"`
-	Target string   `json:"target"`
-	Pid    int      `json:"pid"`
-	Active []string `json:"active"`
-	Error  string   `json:"error"`
+	Node     string `json:"node"`
+	Target   string `json:"target"`
+	Pid      int    `json:"pid"`
+	PidStart uint64 `json:"pid_start,omitempty"` // field 22 of /proc/PID/stat
+	// Active are the patches the cluster knows, Unmanaged those it does
+	// not (applied by hand), both oldest first.
+	Active    []string `json:"active"`
+	Unmanaged []string `json:"unmanaged,omitempty"`
+	Error     string   `json:"error"`
 }
 
 // TrialFailure is an agent's report that a plan health check failed on its
-// node during the node's trial.
+// node during the node's trial — or, with Passed, that the trial is over on
+// the node's clock, every check ran and none is failing: a trial with
+// checks passes only on such a report.
 type TrialFailure struct {
 	Node   string `json:"node"`
 	Plan   string `json:"plan"`
 	Check  string `json:"check"`
 	Output string `json:"output"`
+	Passed bool   `json:"passed,omitempty"`
+}
+
+// ReadIndexRequest asks the leader for its read index (POST
+// /v1/internal/read-index); Node is the asking node.
+type ReadIndexRequest struct {
+	Node string `json:"node"`
+}
+
+// ReadIndex is the leader's answer: a replica that has applied Index
+// (fsm.State.Index) holds every change the leader had made when it
+// answered.
+type ReadIndex struct {
+	Leader string `json:"leader"`
+	Index  uint64 `json:"index"`
 }
