@@ -341,7 +341,8 @@ func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 }
 
 // trialFailures holds the plan health-check failures agents reported to
-// this leader: plan id -> the latest report. They live in memory only: an
+// this leader, and their reports that a trial passed: plan id -> the
+// latest of each. They live in memory only: an
 // agent repeats its report while the check fails, so a new leader learns it
 // again.
 type trialFailures struct {
@@ -350,8 +351,12 @@ type trialFailures struct {
 }
 
 type trialFailure struct {
-	api.TrialFailure
-	At time.Time
+	api.TrialFailure // the latest failure
+	At               time.Time
+	// PassedBy is the node that last reported that its trial checks all
+	// ran and none failed, at PassedAt (as this leader received it).
+	PassedBy string
+	PassedAt time.Time
 }
 
 func newTrialFailures() *trialFailures { return &trialFailures{m: map[string]trialFailure{}} }
@@ -359,7 +364,13 @@ func newTrialFailures() *trialFailures { return &trialFailures{m: map[string]tri
 func (t *trialFailures) add(f api.TrialFailure, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.m[f.Plan] = trialFailure{TrialFailure: f, At: at}
+	e := t.m[f.Plan]
+	if f.Passed {
+		e.PassedBy, e.PassedAt = f.Node, at
+	} else {
+		e.TrialFailure, e.At = f, at
+	}
+	t.m[f.Plan] = e
 }
 
 func (t *trialFailures) reset() {

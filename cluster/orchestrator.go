@@ -45,7 +45,7 @@ func planStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.C
 		if reason := runningFailure(s, p, now, fail); reason != "" {
 			return failure(p, reason)
 		}
-		return runningStep(s, p, now)
+		return runningStep(s, p, now, fail)
 	case fsm.PlanRollingBack:
 		return rollbackStep(s, p)
 	}
@@ -108,7 +108,7 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 	if !p.Phase.Trial() && !p.PhaseDeadline.IsZero() && now.After(p.PhaseDeadline) {
 		return fmt.Sprintf("%s of %s did not finish by %s", p.Phase, p.PhaseNode(), stamp(p.PhaseDeadline))
 	}
-	if fail.Plan == p.ID && p.Phase.Trial() && fail.Node == p.PhaseNode() && !fail.At.Before(p.PhaseStarted) {
+	if fail.Plan == p.ID && !fail.Passed && p.Phase.Trial() && fail.Node == p.PhaseNode() && !fail.At.Before(p.PhaseStarted) {
 		return fmt.Sprintf("health check %s failed on %s during its trial: %s", fail.Check, fail.Node, clipText(fail.Output, 200))
 	}
 	target := p.Spec.Target
@@ -139,11 +139,46 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 			continue // no report since it was patched
 		}
 		if obs.Pid == 0 {
+			if p.Phase.Trial() && st.Node == p.PhaseNode() && st.TrialPid != 0 {
+				return fmt.Sprintf("target %s on %s exited during its trial (pid %d)", target, n.Name, st.TrialPid)
+			}
 			return fmt.Sprintf("target %s is not running on %s", target, n.Name)
+		}
+		if why := replaced(p, st, obs); why != "" {
+			return fmt.Sprintf("target %s on %s %s during its trial", target, n.Name, why)
 		}
 		if obs.Error != "" && !s.NodeConverged(n.Name, target) {
 			return fmt.Sprintf("patching %s on %s failed: %s", target, n.Name, clipText(obs.Error, 200))
 		}
+	}
+	return ""
+}
+
+// trialResultGrace is how long after a trial's end the orchestrator waits
+// for the node's report that its trial checks passed: twice the slowest
+// check's interval plus timeout, at least 5s.
+func trialResultGrace(p fsm.Plan) time.Duration {
+	g := 5 * time.Second
+	for _, c := range p.Spec.Health {
+		g = max(g, 2*(c.Interval+c.Timeout))
+	}
+	return g
+}
+
+// replaced says how the process a node's trial watches was replaced ("" if
+// it was not): the trial watches the process it patched (the pid and start
+// time recorded when the trial started), not the target's name, so a
+// process restarted by a supervisor, however fast, fails the trial.
+func replaced(p fsm.Plan, st fsm.NodeStep, obs fsm.Observed) string {
+	if !p.Phase.Trial() || st.Node != p.PhaseNode() || st.TrialPid == 0 || obs.Pid == 0 {
+		return ""
+	}
+	switch {
+	case obs.Pid != st.TrialPid:
+		return fmt.Sprintf("was replaced: pid %d -> pid %d", st.TrialPid, obs.Pid)
+	case st.TrialPidStart != 0 && obs.PidStart != 0 && obs.PidStart != st.TrialPidStart:
+		return fmt.Sprintf("was replaced: pid %d (started at tick %d) -> pid %d (started at tick %d)",
+			st.TrialPid, st.TrialPidStart, obs.Pid, obs.PidStart)
 	}
 	return ""
 }
@@ -159,7 +194,7 @@ func keepPatchFailover(p fsm.Plan, st fsm.NodeStep) bool {
 }
 
 // runningStep moves a running plan that has not failed.
-func runningStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
+func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.Command, string) {
 	node, pair, target := p.PhaseNode(), p.CurrentPair(), p.Spec.Target
 	if !p.Phase.Trial() {
 		want, _ := s.PlanStack(p.ID, node)
@@ -178,6 +213,15 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) 
 	}
 	if now.Before(p.PhaseDeadline) {
 		return nil, "trial of " + node + " until " + stamp(p.PhaseDeadline)
+	}
+	if len(p.Spec.Health) > 0 && (fail.PassedBy != node || fail.PassedAt.Before(p.PhaseDeadline)) {
+		// A trial with checks passes only when the node says every check
+		// ran and none failed: a check that never produced a result
+		// counts as failing.
+		if by := p.PhaseDeadline.Add(trialResultGrace(p)); now.After(by) {
+			return failure(p, fmt.Sprintf("%s reported no passing result of its trial checks by %s (a check that never produced a result counts as failing)", node, stamp(by)))
+		}
+		return nil, "waiting for " + node + "'s trial check results"
 	}
 	cause := fmt.Sprintf("%s passed its %v trial", node, p.Spec.Trial)
 	if p.Phase == fsm.PhaseStandbyTrial {

@@ -77,7 +77,7 @@ func (s *sim) agents(skip ...string) {
 			continue // the target is gone: nothing to patch
 		}
 		if !had || !slices.Equal(obs.Active, want) {
-			s.must(&fsm.ReportObserved{Node: name, Target: "svc", Pid: 100, Active: want})
+			s.must(&fsm.ReportObserved{Node: name, Target: "svc", Pid: 100, PidStart: 1000, Active: want})
 		}
 	}
 }
@@ -193,7 +193,23 @@ func TestPlanStepFailures(t *testing.T) {
 				s.must(&fsm.ReportObserved{Node: "b1", Target: "svc", Pid: 0})
 				return trialFailure{}
 			},
-			want: fsm.PlanRolledBack, reason: "target svc is not running on b1", activeUntouched: true,
+			want: fsm.PlanRolledBack, reason: "target svc on b1 exited during its trial (pid 100)", activeUntouched: true,
+		},
+		{
+			name: "target replaced by a new pid on the standby in trial", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.ReportObserved{Node: "b1", Target: "svc", Pid: 200, PidStart: 1500, Active: []string{"fix1"}})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "target svc on b1 was replaced: pid 100 -> pid 200 during its trial", activeUntouched: true,
+		},
+		{
+			name: "target replaced under the same pid on the active in trial", phase: fsm.PhaseActiveTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.ReportObserved{Node: "a1", Target: "svc", Pid: 100, PidStart: 2000, Active: []string{"fix1"}})
+				return trialFailure{}
+			},
+			want: fsm.PlanRolledBack, reason: "target svc on a1 was replaced: pid 100 (started at tick 1000) -> pid 100 (started at tick 2000)",
 		},
 		{
 			name: "pause instead of rollback", phase: fsm.PhaseStandbyTrial, pause: true,
@@ -254,6 +270,40 @@ func TestPlanStepFailures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlanStepTrialNeedsCheckResults: a trial with checks passes only on
+// the node's report that every check ran and none failed; without it the
+// plan fails once the grace after the trial is over.
+func TestPlanStepTrialNeedsCheckResults(t *testing.T) {
+	s := newSim(t, 1)
+	id := s.submit(func(sp *fsm.PlanSpec) {
+		sp.Health = []fsm.CheckSpec{{Name: "never", Exec: "sleep 100", Interval: time.Second, Timeout: time.Second, Failures: 3, Successes: 1}}
+	})
+	for range 2000 {
+		if p := s.f.State().Plans[id]; p.Phase == fsm.PhaseStandbyTrial {
+			break
+		}
+		s.run(id, 100*time.Millisecond, trialFailure{})
+	}
+	p := s.f.State().Plans[id]
+	// b1 says its checks passed (at the trial's end); a1 never does.
+	pass := trialFailure{PassedBy: "b1", PassedAt: p.PhaseDeadline}
+	p = s.run(id, 5*time.Minute, pass)
+	if p.State != fsm.PlanRolledBack {
+		t.Fatalf("plan is %s (%s); want rolled_back", p.State, p.Reason)
+	}
+	if want := "a1 reported no passing result of its trial checks"; !strings.Contains(p.Reason, want) {
+		t.Errorf("reason %q; want it to contain %q", p.Reason, want)
+	}
+	sb, _ := p.Step("b1")
+	if sb.TrialPassed.IsZero() {
+		t.Errorf("b1's trial did not pass although b1 reported its checks passed")
+	}
+	ac, _ := p.Step("a1")
+	if got := ac.TrialStarted.Add(time.Minute); s.now.After(got) {
+		t.Errorf("a1's trial failed at %v; want within the grace (%v after the trial)", s.now, trialResultGrace(p))
 	}
 }
 

@@ -274,6 +274,8 @@ func (c *PlanPhase) apply(x *applyCtx) error {
 		p.PhaseDeadline = x.at.Add(p.Spec.Trial)
 		if i := p.step(p.PhaseNode()); i >= 0 {
 			p.Steps[i].TrialStarted = x.at
+			obs := x.s.Observed[p.PhaseNode()][p.Spec.Target]
+			p.Steps[i].TrialPid, p.Steps[i].TrialPidStart = obs.Pid, obs.PidStart
 		}
 	case !c.Deadline.IsZero():
 		p.PhaseDeadline = c.Deadline
@@ -360,6 +362,8 @@ func (c *ResumePlan) apply(x *applyCtx) error {
 		p.PhaseStarted, p.PhaseDeadline = x.at, x.at.Add(p.Spec.Trial)
 		if i := p.step(p.PhaseNode()); i >= 0 {
 			p.Steps[i].TrialStarted = x.at
+			obs := x.s.Observed[p.PhaseNode()][p.Spec.Target]
+			p.Steps[i].TrialPid, p.Steps[i].TrialPidStart = obs.Pid, obs.PidStart
 		}
 	case !p.PhaseDeadline.IsZero():
 		p.PhaseDeadline = p.PhaseDeadline.Add(paused)
