@@ -82,6 +82,22 @@ func (p *Plan) Validate() error {
 	if err := validateChecks("health", p.Health, nil); err != nil {
 		return err
 	}
+	// A check must be able to fail within the trial: it turns unhealthy
+	// only after failures consecutive runs, interval apart.
+	for i, c := range p.Health {
+		d := DefaultCheck()
+		interval, failures := c.Interval, c.Failures
+		if interval <= 0 {
+			interval = d.Interval
+		}
+		if failures <= 0 {
+			failures = d.Failures
+		}
+		if need := time.Duration(failures) * interval; p.Trial < need {
+			return invalidNear("trial", "health["+strconv.Itoa(i)+"]", fmt.Sprintf("%v is shorter than check %s needs to fail (failures %d × interval %v): make trial at least %v",
+				p.Trial, c.effectiveName(), failures, interval, need))
+		}
+	}
 	switch p.OnFailure {
 	case OnFailureRollback, OnFailurePause:
 	default:

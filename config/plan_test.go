@@ -170,6 +170,10 @@ func TestParsePlanErrors(t *testing.T) {
 		{"failover_during_trial", minimalPlan + "failover_during_trial: promote\n", 4, "failover_during_trial", ErrInvalid, `want rollback-first or keep-patch, got "promote"`},
 		{"deadline below trial", minimalPlan + "trial: 5m\nprogress_deadline: 1m\n", 5, "progress_deadline", ErrInvalid, "1m0s must exceed trial (5m0s)"},
 		{"deadline default below trial", minimalPlan + "trial: 1h\n", 4, "progress_deadline", ErrInvalid, "10m0s must exceed trial (1h0m0s)"},
+		{"trial shorter than a check can fail", minimalPlan + "trial: 2s\nhealth:\n  - exec: 'false'\n    interval: 1s\n    failures: 3\n", 4, "trial", ErrInvalid,
+			"2s is shorter than check exec:false needs to fail (failures 3 × interval 1s): make trial at least 3s"},
+		{"trial shorter than a default check can fail", minimalPlan + "trial: 2s\nhealth:\n  - name: up\n    tcp: 127.0.0.1:1\n", 4, "trial", ErrInvalid,
+			"check up needs to fail (failures 3 × interval 1s): make trial at least 3s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
