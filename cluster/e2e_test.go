@@ -80,15 +80,20 @@ func startE2E(t *testing.T) *e2eCluster {
 		{"a2", "pair-2", "active", false},
 		{"b2", "pair-2", "standby", false},
 	}
-	var join string
-	for _, s := range specs {
+	// Every node joins every other: a node restarted after a graceful
+	// leave finds the cluster again whichever node it is.
+	ports := make([][3]int, len(specs))
+	var gossips []string
+	for i := range specs {
+		ports[i] = [3]int{freePort(t), freePort(t), freePort(t)}
+		gossips = append(gossips, fmt.Sprintf("127.0.0.1:%d", ports[i][2]))
+	}
+	join := strings.Join(gossips, ", ")
+	for i, s := range specs {
 		p := &lpdProc{name: s.name, server: s.server, pair: s.pair}
-		apiPort, raftPort, gossipPort := freePort(t), freePort(t), freePort(t)
+		apiPort, raftPort, gossipPort := ports[i][0], ports[i][1], ports[i][2]
 		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
 		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
-		if join == "" {
-			join = p.gossip
-		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
 		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)

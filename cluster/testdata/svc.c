@@ -1,6 +1,8 @@
 // A stand-in for one node's service in the cluster end-to-end tests: it
 // prints "v N" every 20 ms, where N is what answer() returns (42 unpatched,
-// 1041 with fix.c applied).
+// 1041 with fix.c applied), and at once whenever N changes: answer() is
+// called every millisecond, so the output holds every change of its
+// result (a revert and a re-apply of a patch show as two changes).
 #include <stdio.h>
 #include <unistd.h>
 
@@ -14,8 +16,14 @@ __attribute__((noipa)) int answer(void) {
 
 int main(void) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	for (;;) {
-		printf("v %d\n", answer());
-		usleep(20000);
+	int last = answer();
+	printf("v %d\n", last);
+	for (int tick = 1;; tick++) {
+		usleep(1000);
+		int v = answer();
+		if (v != last || tick % 20 == 0) {
+			printf("v %d\n", v);
+			last = v;
+		}
 	}
 }
