@@ -348,9 +348,9 @@ type NodeStep struct {
 	// watches: the node's observed target process when the trial started
 	// (see Observed.PidStart). Another pid, or the same pid with another
 	// start time, fails the trial.
-	TrialPid      int    `json:"trial_pid,omitempty"`
-	TrialPidStart uint64 `json:"trial_pid_start,omitempty"`
-	RolledBack   time.Time `json:"rolled_back"`   // desired set back to the pre-state
+	TrialPid      int       `json:"trial_pid,omitempty"`
+	TrialPidStart uint64    `json:"trial_pid_start,omitempty"`
+	RolledBack    time.Time `json:"rolled_back"` // desired set back to the pre-state
 }
 
 // Event is one transition in the history.
