@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lp/cluster/api"
 )
 
 // changes returns the successive values the service printed, each change
@@ -70,6 +73,21 @@ func (c *e2eCluster) restartLPD(sig syscall.Signal, names ...string) {
 	}
 }
 
+// fillLog commits n raft entries that change nothing a test looks at:
+// observations of a target no node has, reported for the witness.
+func (c *e2eCluster) fillLog(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < n; {
+		obs := api.ObservedRequest{Node: "w", Target: "filler", Error: "filler " + strconv.Itoa(i)}
+		// Any node forwards to the leader; a busy machine may see an
+		// election now and then: that request is sent again.
+		c.waitFor(30*time.Second, "a filler entry committed", func() bool {
+			return c.client("w").Do(context.Background(), http.MethodPost, api.PathObserved, obs, nil) == nil
+		})
+		i++
+	}
+}
+
 // holdChanges checks, for as long as the agents take for several
 // reconciliations, that no service's output changes from want.
 func (c *e2eCluster) holdChanges(t *testing.T, what string, want map[string][]int) {
@@ -100,6 +118,10 @@ func TestRestartNeverTouchesTargets(t *testing.T) {
 	}
 	c := startE2E(t)
 	all := []string{"a1", "b1", "a2", "b2"}
+	// A long log before the plan: a node that replays it, or receives it
+	// after losing its data_dir, spends a while with a replica that knows
+	// its registration but not yet its patches.
+	c.fillLog(t, 1500)
 	path := c.writePlan("plan.yaml", "name: fix-answer\npatch: fix.so\ntarget: svc\ntrial: 1s\nprogress_deadline: 2m\n")
 	out, errOut, code := c.ctl("w", "plan", "submit", path, "--wait")
 	if code != 0 {
