@@ -359,7 +359,7 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 	d := api.PlanDetail{Plan: p}
 	target := p.Spec.Target
 	for _, st := range p.Steps {
-		nd := s.Nodes[st.Node]
+		nd, registered := s.Nodes[st.Node]
 		obs := s.Observed[st.Node][target]
 		desired := fsm.PatchIDs(s.DesiredStack(st.Node, target))
 		pre := fsm.PatchIDs(p.PreState[st.Node])
@@ -368,7 +368,10 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 			Desired: desired, PreState: pre, Observed: slices.Clone(obs.Active), Pid: obs.Pid, Error: obs.Error,
 			Converged:  s.NodeConverged(st.Node, target),
 			AtPreState: slices.Equal(desired, pre) && slices.Equal(obs.Active, pre),
+			LastSeen:   lastSeen(nd), Unmanaged: slices.Clone(obs.Unmanaged),
 		})
+		last := &d.Nodes[len(d.Nodes)-1]
+		last.Pending = registered && !last.AtPreState && (p.State == fsm.PlanRollingBack || p.State == fsm.PlanFailed && !p.RollbackStarted.IsZero())
 	}
 	if history {
 		d.History = s.PlanHistory(p.ID)

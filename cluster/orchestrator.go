@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"lp/fsm"
@@ -47,7 +48,7 @@ func planStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.C
 		}
 		return runningStep(s, p, now, fail)
 	case fsm.PlanRollingBack:
-		return rollbackStep(s, p)
+		return rollbackStep(s, p, now)
 	}
 	return nil, ""
 }
@@ -241,10 +242,13 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fs
 }
 
 // rollbackStep restores the pre-plan stacks: every standby-side node first
-// (and waits until the live ones run it), then the active side; then the
-// plan is rolled back. A dead node is not waited for: its agent converges
-// when it returns.
-func rollbackStep(s *fsm.State, p fsm.Plan) (fsm.Command, string) {
+// (and waits until the live ones run it), then the active side. The plan
+// is rolled back only when every plan node still registered runs its
+// pre-plan stack (observed, not only desired): a node whose lpd is down
+// keeps the plan rolling_back until it returns and reverts. Past the
+// rollback deadline, the plan fails, naming the nodes that did not revert;
+// `lpctl rollback ID` tries again.
+func rollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
 	target := p.Spec.Target
 	for _, side := range []fsm.Side{fsm.SideStandby, fsm.SideActive} {
 		for _, st := range p.Steps {
@@ -270,5 +274,43 @@ func rollbackStep(s *fsm.State, p fsm.Plan) (fsm.Command, string) {
 			}
 		}
 	}
-	return &fsm.FinishRollback{Plan: p.ID, Cause: "every live plan node runs its pre-plan patches"}, "finish rollback"
+	pending := rollbackPending(s, p)
+	if len(pending) == 0 {
+		return &fsm.FinishRollback{Plan: p.ID, Cause: "every plan node runs its pre-plan patches"}, "finish rollback"
+	}
+	var names []string
+	for _, n := range pending {
+		names = append(names, fmt.Sprintf("%s (%s, last seen %s)", n.Name, n.Status, stamp(lastSeen(n))))
+	}
+	if !p.RollbackDeadline.IsZero() && now.After(p.RollbackDeadline) {
+		return &fsm.FailPlan{Plan: p.ID, Reason: fmt.Sprintf("rollback deadline passed at %s: %s did not return to the pre-plan patches (lpctl rollback %s retries)",
+			stamp(p.RollbackDeadline), strings.Join(names, ", "), p.ID)}, "rollback deadline"
+	}
+	return nil, "waiting for " + strings.Join(names, ", ") + " to roll back"
+}
+
+// lastSeen is when node n was last known alive: when it went down if it
+// is down, else its last registration or return.
+func lastSeen(n fsm.Node) time.Time {
+	if n.Status != fsm.StatusAlive && !n.DownSince.IsZero() {
+		return n.DownSince
+	}
+	return n.LastSeen
+}
+
+// rollbackPending returns the plan nodes still registered that do not run
+// their pre-plan stack (desired and observed), in plan order.
+func rollbackPending(s *fsm.State, p fsm.Plan) []fsm.Node {
+	var out []fsm.Node
+	for _, st := range p.Steps {
+		n, ok := s.Nodes[st.Node]
+		if !ok {
+			continue
+		}
+		pre := p.PreState[st.Node]
+		if !slices.Equal(s.DesiredStack(st.Node, p.Spec.Target), pre) || !s.NodeConverged(st.Node, p.Spec.Target) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -147,7 +147,7 @@ func TestPlanStepFailures(t *testing.T) {
 				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
 				return trialFailure{}
 			},
-			want: fsm.PlanRolledBack, reason: "node b1 is dead", activeUntouched: true,
+			want: fsm.PlanRollingBack, reason: "node b1 is dead", activeUntouched: true,
 		},
 		{
 			name: "standby suspected in trial", phase: fsm.PhaseStandbyTrial,
@@ -155,7 +155,7 @@ func TestPlanStepFailures(t *testing.T) {
 				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusSuspect, Cause: "test"})
 				return trialFailure{}
 			},
-			want: fsm.PlanRolledBack, reason: "node b1 is suspect", activeUntouched: true,
+			want: fsm.PlanRollingBack, reason: "node b1 is suspect", activeUntouched: true,
 		},
 		{
 			name: "standby unhealthy in trial", phase: fsm.PhaseStandbyTrial,
@@ -185,7 +185,7 @@ func TestPlanStepFailures(t *testing.T) {
 				s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"})
 				return trialFailure{}
 			},
-			want: fsm.PlanRolledBack, reason: "node a1 is dead",
+			want: fsm.PlanRollingBack, reason: "node a1 is dead",
 		},
 		{
 			name: "target exits on the patched standby", phase: fsm.PhaseStandbyTrial,
@@ -262,7 +262,9 @@ func TestPlanStepFailures(t *testing.T) {
 					}
 				}
 			}
-			if c.want == fsm.PlanRolledBack {
+			// A node down keeps the plan rolling_back (its target may
+			// still run the patch), with every desired stack restored.
+			if c.want == fsm.PlanRolledBack || c.want == fsm.PlanRollingBack {
 				for _, n := range []string{"a1", "b1"} {
 					if d := st.DesiredStack(n, "svc"); len(d) != 0 {
 						t.Errorf("%s desired after rollback = %v; want none", n, fsm.PatchIDs(d))
@@ -329,7 +331,7 @@ func TestPlanStepWaits(t *testing.T) {
 			t.Fatalf("plan is %s (%q); want rolled_back on the progress deadline", p.State, p.Reason)
 		}
 	})
-	t.Run("rollback does not wait for a dead node", func(t *testing.T) {
+	t.Run("rollback restores the live nodes first and waits for a dead one", func(t *testing.T) {
 		s := newSim(t, 2)
 		id := s.submit(func(sp *fsm.PlanSpec) { sp.Trial = time.Second })
 		if p := s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
@@ -338,8 +340,13 @@ func TestPlanStepWaits(t *testing.T) {
 		s.must(&fsm.SetNodeStatus{Node: "a2", Status: fsm.StatusDead, Cause: "test"})
 		s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator", Staged: true})
 		p := s.run(id, time.Minute, trialFailure{}, "a2")
-		if p.State != fsm.PlanRolledBack {
-			t.Fatalf("plan is %s; want rolled_back without a2", p.State)
+		if p.State != fsm.PlanRollingBack {
+			t.Fatalf("plan is %s; want rolling_back while a2 is down", p.State)
+		}
+		for _, n := range []string{"a1", "b1", "b2"} {
+			if !s.f.State().NodeConverged(n, "svc") {
+				t.Errorf("%s did not roll back while a2 was down", n)
+			}
 		}
 		var order []string
 		for _, e := range s.f.State().PlanHistory(id) {
@@ -355,4 +362,42 @@ func TestPlanStepWaits(t *testing.T) {
 
 func apiTrialFailure(node, plan, check, out string) api.TrialFailure {
 	return api.TrialFailure{Node: node, Plan: plan, Check: check, Output: out}
+}
+
+// TestRollbackWaitsForEveryNode: a plan is rolled_back only once every
+// plan node runs its pre-plan stack; a node that is down keeps it
+// rolling_back, past the rollback deadline it fails naming the node, and a
+// new rollback finishes once the node is back.
+func TestRollbackWaitsForEveryNode(t *testing.T) {
+	s := newSim(t, 1)
+	id := s.submit(nil)
+	p := s.run(id, time.Hour, trialFailure{})
+	if p.State != fsm.PlanCompleted {
+		t.Fatalf("plan is %s (%s); want completed", p.State, p.Reason)
+	}
+	// b1's lpd dies: its target keeps running the patch.
+	s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
+	s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator rollback", Staged: true})
+	p = s.run(id, time.Minute, trialFailure{}, "b1")
+	if p.State != fsm.PlanRollingBack {
+		t.Fatalf("with b1 down, plan is %s (%s); want rolling_back", p.State, p.Reason)
+	}
+	if pend := rollbackPending(s.f.State(), p); len(pend) != 1 || pend[0].Name != "b1" {
+		t.Errorf("pending = %v; want [b1]", pend)
+	}
+	if _, why := rollbackStep(s.f.State(), p, s.now); !strings.Contains(why, "b1 (dead, last seen") {
+		t.Errorf("rollbackStep waits because %q; want it to name b1, dead, and when it was last seen", why)
+	}
+	// Past the rollback deadline (progress_deadline after it started).
+	p = s.run(id, 15*time.Minute, trialFailure{}, "b1")
+	if p.State != fsm.PlanFailed || !strings.Contains(p.Reason, "rollback deadline passed") || !strings.Contains(p.Reason, "b1 (dead") {
+		t.Fatalf("plan is %s (%s); want failed naming b1", p.State, p.Reason)
+	}
+	// b1 returns; the operator retries the rollback.
+	s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusAlive, Cause: "test"})
+	s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator retry", Staged: true})
+	p = s.run(id, time.Minute, trialFailure{})
+	if p.State != fsm.PlanRolledBack {
+		t.Fatalf("after b1 returned and the retry, plan is %s (%s); want rolled_back", p.State, p.Reason)
+	}
 }

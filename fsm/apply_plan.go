@@ -439,6 +439,10 @@ func (c *RollbackPlan) apply(x *applyCtx) error {
 	}
 	// Every check passed.
 	p.Reason = clip(c.Reason, maxText)
+	p.RollbackStarted, p.RollbackDeadline = x.at, time.Time{}
+	if p.Spec.ProgressDeadline > 0 {
+		p.RollbackDeadline = x.at.Add(p.Spec.ProgressDeadline)
+	}
 	x.setState(&p, PlanRollingBack, c.Reason)
 	if !c.Staged {
 		cause := "rollback"

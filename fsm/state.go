@@ -325,6 +325,12 @@ type Plan struct {
 	PlanDeadline time.Time `json:"plan_deadline"`
 	// PausedAt is when the plan was last paused.
 	PausedAt time.Time `json:"paused_at"`
+	// RollbackStarted is when the plan last started rolling back, and
+	// RollbackDeadline when that rollback fails if some node has not
+	// returned to its pre-plan state by then: RollbackStarted plus the
+	// plan's progress_deadline (zero: none).
+	RollbackStarted  time.Time `json:"rollback_started,omitempty"`
+	RollbackDeadline time.Time `json:"rollback_deadline,omitempty"`
 	// PreState is, per plan node, the desired patch stack of the target
 	// before the plan (nil: none).
 	PreState map[string][]PatchRef `json:"pre_state"`

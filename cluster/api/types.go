@@ -114,6 +114,13 @@ type PlanNode struct {
 	Converged bool     `json:"converged"`
 	// AtPreState: desired and observed both equal the pre-plan stack.
 	AtPreState bool `json:"at_pre_state"`
+	// Pending: the plan is rolling back (or failed while it did) and this
+	// node does not run its pre-plan stack yet. LastSeen is when the node
+	// was last known alive.
+	Pending  bool      `json:"pending,omitempty"`
+	LastSeen time.Time `json:"last_seen"`
+	// Unmanaged are patches active in the target that no plan knows.
+	Unmanaged []string `json:"unmanaged,omitempty"`
 }
 
 // PlanDetail is GET /v1/plans/{id}.

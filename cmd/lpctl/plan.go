@@ -274,6 +274,14 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, n.Converged, dash(n.Error))
 	}
 	tw.Flush()
+	if pending := pendingNodes(d); pending != "" {
+		fmt.Fprintf(w, "pending rollback: %s\n", pending)
+	}
+	for _, n := range d.Nodes {
+		if len(n.Unmanaged) > 0 {
+			fmt.Fprintf(w, "unmanaged on %s: %s (applied by hand; lp leaves them alone)\n", n.Node, ids(n.Unmanaged))
+		}
+	}
 	fmt.Fprintln(w, "history:")
 	if len(d.History) == 0 {
 		fmt.Fprintln(w, "  (none)")
@@ -281,6 +289,18 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	for _, e := range d.History {
 		fmt.Fprintf(w, "  %s\n", eventLine(e))
 	}
+}
+
+// pendingNodes names the nodes a rolling-back (or failed) plan still waits
+// for, and when each was last seen; "" when none.
+func pendingNodes(d api.PlanDetail) string {
+	var out []string
+	for _, n := range d.Nodes {
+		if n.Pending {
+			out = append(out, fmt.Sprintf("%s (%s, last seen %s)", n.Node, n.Status, n.LastSeen.Local().Format("15:04:05")))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func ids(s []string) string {
@@ -335,6 +355,7 @@ func (a *app) watch(ctx context.Context, id string) error {
 	c := a.client()
 	w := a.newWatcher()
 	var errs int
+	var lastPending string
 	for {
 		d, err := c.Plan(ctx, id)
 		if err != nil {
@@ -349,6 +370,12 @@ func (a *app) watch(ctx context.Context, id string) error {
 		if a.output != "json" {
 			w.refreshMembers(ctx, c)
 			w.show(d)
+			if p := pendingNodes(d); !w.live && p != lastPending {
+				if p != "" {
+					fmt.Fprintf(a.stdout, "pending rollback: %s\n", p)
+				}
+				lastPending = p
+			}
 		}
 		if code, done := planExit(d.Plan.State); done {
 			if a.output == "json" {
