@@ -64,8 +64,9 @@ func freePort(t testing.TB) int {
 }
 
 // startE2E starts: witness w (server), pair-1 a1 active / b1 standby
-// (servers), pair-2 a2 active / b2 standby (non-voters).
-func startE2E(t *testing.T) *e2eCluster {
+// (servers), pair-2 a2 active / b2 standby (non-voters). args go to every
+// lpd.
+func startE2E(t *testing.T, args ...string) *e2eCluster {
 	t.Helper()
 	requirePtrace(t)
 	buildFixtures(t)
@@ -90,7 +91,7 @@ func startE2E(t *testing.T) *e2eCluster {
 	}
 	join := strings.Join(gossips, ", ")
 	for i, s := range specs {
-		p := &lpdProc{name: s.name, server: s.server, pair: s.pair}
+		p := &lpdProc{name: s.name, server: s.server, pair: s.pair, args: args}
 		apiPort, raftPort, gossipPort := ports[i][0], ports[i][1], ports[i][2]
 		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
 		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
