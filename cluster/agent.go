@@ -35,6 +35,7 @@ type agent struct {
 	hook hookState // role hooks and the role probe (hooks.go)
 
 	sync syncState // the read-index barrier (see current)
+	peer peerState // peer_health checks (peer.go)
 }
 
 type failedAttempt struct {
@@ -55,6 +56,7 @@ func (n *Node) agentLoop() {
 		hook: newHookState(),
 	}
 	defer a.stopTrial()
+	defer a.stopPeerChecks()
 	a.logRecords()
 	t := time.NewTicker(n.cfg.AgentInterval)
 	defer t.Stop()
@@ -116,6 +118,7 @@ func (a *agent) once(ctx context.Context) {
 	act := a.sync.observed
 	a.hooks(ctx, self)
 	a.probeRole(ctx, self)
+	a.peerHealth(ctx, self)
 	n.publishRole(self.Role)
 	allReported := true
 	for _, name := range targetNames(n.cfg.Node) {
@@ -250,7 +253,8 @@ func (a *agent) needsRegister(self fsm.Node) bool {
 	return self.APIAddr != n.apiAddr || self.RaftAddr != n.raftAddr || self.GossipAddr != n.ml.Addr() ||
 		self.Server != n.cfg.Node.Server || !slices.Equal(self.Targets, targetNames(n.cfg.Node)) ||
 		self.Roles != n.cfg.Node.Roles || self.FailoverAfter != n.cfg.Node.FailoverAfter ||
-		self.NoExec != (n.cfg.Node.ExecChecks == config.ExecDeny)
+		self.NoExec != (n.cfg.Node.ExecChecks == config.ExecDeny) ||
+		self.PeerChecks != (len(n.cfg.Node.PeerHealth) > 0)
 }
 
 func (a *agent) register(ctx context.Context) error {
@@ -260,6 +264,7 @@ func (a *agent) register(ctx context.Context) error {
 		APIAddr: n.apiAddr, RaftAddr: n.raftAddr, GossipAddr: n.ml.Addr(),
 		Targets: targetNames(n.cfg.Node), Healthy: n.healthSummary().Healthy,
 		Roles: n.cfg.Node.Roles, FailoverAfter: n.cfg.Node.FailoverAfter, ExecChecks: n.cfg.Node.ExecChecks,
+		PeerChecks: len(n.cfg.Node.PeerHealth) > 0,
 	}
 	return a.client.Do(ctx, http.MethodPost, api.PathRegister, req, nil)
 }

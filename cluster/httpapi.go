@@ -58,6 +58,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathHook, node("report a hook", n.handleHook))
 	mux.HandleFunc("POST "+api.PathRole, node("report a role", n.handleRole))
 	mux.HandleFunc("POST "+api.PathReadIndex, node("ask for the read index", n.handleReadIndex))
+	mux.HandleFunc("POST "+api.PathPeerHealth, node("report peer health", n.handlePeerHealth))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", operate("remove a member", n.handleRemoveMember))
 	n.routeOps(mux, read)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -265,9 +266,19 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 				Health: health, FailingCheck: nd.FailingCheck, CheckOutput: nd.CheckOutput, LastSeen: nd.LastSeen,
 				APIAddr: nd.APIAddr, RaftAddr: nd.RaftAddr, Targets: slices.Clone(nd.Targets), Gossip: "unknown",
 				RoleEpoch: nd.RoleEpoch, HookPending: nd.HookEpoch < nd.RoleEpoch && !nd.External(), DownSince: nd.DownSince,
+				Peer: nd.Peer, PeerCheck: nd.PeerCheck,
 			}
 			if nd.Pair != "" {
 				rows[nd.Name].Roles = rolesOf(nd)
+			}
+		}
+		// Why a down active's standby is not promoted (yet).
+		now := time.Now()
+		for _, pair := range s.Pairs() {
+			if cmd, why := pairRoleStep(s, pair, now); cmd == nil && why != "" {
+				if act, _ := s.PairRoles(pair); act != "" && rows[act] != nil && s.Nodes[act].Down() {
+					rows[act].Failover = why
+				}
 			}
 		}
 	})
@@ -851,8 +862,21 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 		Name: req.Name, Pair: req.Pair, Role: fsm.Role(req.Role), Server: req.Server, Voter: req.Server,
 		APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, GossipAddr: req.GossipAddr, Targets: req.Targets, Healthy: req.Healthy,
 		Roles: req.Roles, FailoverAfter: req.FailoverAfter, NoExec: req.ExecChecks == config.ExecDeny,
+		PeerChecks: req.PeerChecks,
 	})
 	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (n *Node) handlePeerHealth(w http.ResponseWriter, r *http.Request) {
+	var req api.PeerHealthReport
+	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
+		return
+	}
+	if _, err := n.apply(&fsm.SetPeerHealth{Node: req.Node, Peer: req.Peer, Check: req.Check, Output: req.Output}); err != nil {
 		writeErr(w, err)
 		return
 	}

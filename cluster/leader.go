@@ -164,8 +164,12 @@ func (n *Node) nextFailover() (time.Time, bool) {
 			if fa <= 0 {
 				fa = defaultFailoverAfter
 			}
-			if at := nd.DownSince.Add(fa); at.After(now) && (!found || at.Before(next)) {
-				next, found = at, true
+			// Without peer checks, an active whose lpd is gone waits
+			// failover_after twice (failoverWait): wake at both.
+			for _, at := range []time.Time{nd.DownSince.Add(fa), nd.DownSince.Add(2 * fa)} {
+				if at.After(now) && (!found || at.Before(next)) {
+					next, found = at, true
+				}
 			}
 		}
 	})

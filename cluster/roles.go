@@ -31,8 +31,10 @@ func roleSteps(s *fsm.State, now time.Time) []step {
 // string then says why, for tests and logs).
 //
 //   - active down (dead, left or unhealthy in the FSM; suspect is not
-//     down) for its
-//     failover_after, standby alive and healthy: promote the standby — after
+//     down) for its failover_after — and, when its lpd is gone (dead or
+//     left), judged down by the standby's peer_health checks, or without
+//     such checks down for failover_after twice (see failoverWait) —,
+//     standby alive and healthy: promote the standby — after
 //     rolling it back first when it runs a plan's untried patch and the plan
 //     says failover_during_trial: rollback-first (the default);
 //   - no active: a switchover's demoted node has run its on_demote (or is
@@ -78,8 +80,20 @@ func pairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string
 			fa = defaultFailoverAfter
 		}
 		down := now.Sub(since)
-		if down < fa {
-			return nil, fmt.Sprintf("active %s is %s for %v; failover after %v", a.Name, downState(a), down, fa)
+		wait, how := failoverWait(a, b, fa)
+		if down < wait {
+			return nil, fmt.Sprintf("active %s is %s for %v; failover after %v%s", a.Name, downState(a), down.Round(time.Millisecond), wait, how)
+		}
+		if a.Status != fsm.StatusAlive && b.PeerChecks {
+			// Its lpd is gone: its service is judged by b's peer checks.
+			switch b.Peer {
+			case fsm.PeerUp:
+				return nil, fmt.Sprintf("active %s's lpd is %s but peer_health on %s says its service is up: no failover", a.Name, a.Status, b.Name)
+			case fsm.PeerDown:
+				how = fmt.Sprintf(", and peer_health on %s says its service is down (%s: %s)", b.Name, b.PeerCheck, clipText(b.PeerOutput, 200))
+			default:
+				return nil, fmt.Sprintf("active %s's lpd is %s; waiting for peer_health on %s to judge its service", a.Name, a.Status, b.Name)
+			}
 		}
 		if !b.Up() {
 			return nil, fmt.Sprintf("active %s is %s but standby %s is %s: no failover", a.Name, downState(a), b.Name, downState(b))
@@ -88,7 +102,7 @@ func pairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string
 			return cmd, why
 		}
 		return &fsm.SetRole{Node: b.Name, Role: fsm.RoleActive,
-			Cause: fmt.Sprintf("failover: active %s %s for %v (failover_after %v)", a.Name, downState(a), down.Round(time.Millisecond), fa)}, "failover to " + b.Name
+			Cause: fmt.Sprintf("failover: active %s %s for %v (failover_after %v%s)", a.Name, downState(a), down.Round(time.Millisecond), fa, how)}, "failover to " + b.Name
 	case len(act) == 0 && len(sb) == 2:
 		for _, x := range sb {
 			if x.Handover == "" {
@@ -141,6 +155,20 @@ func pairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string
 		return nil, "pair " + pair + " has no active and no standby alive and healthy"
 	}
 	return nil, fmt.Sprintf("pair %s has %d active and %d standby nodes", pair, len(act), len(sb))
+}
+
+// failoverWait is how long active a must be down before its standby b is
+// promoted, and what to add to the reasons given. lpd's death is not the
+// service's death: an active whose lpd lives is judged by its own health
+// reports (failover_after); one whose lpd is gone (dead or left) is judged
+// by b's peer_health checks when b has some (failover_after, then their
+// verdict), else only after failover_after plus a grace of failover_after
+// again, since nothing then tells whether its service still serves.
+func failoverWait(a, b fsm.Node, fa time.Duration) (time.Duration, string) {
+	if a.Status == fsm.StatusAlive || b.PeerChecks {
+		return fa, ""
+	}
+	return 2 * fa, fmt.Sprintf(" (its lpd is gone and %s has no peer_health: failover_after %v + grace %v)", b.Name, fa, fa)
 }
 
 // downState says how a node is down.

@@ -21,6 +21,12 @@ func TestPairRoleStep(t *testing.T) {
 		return func(s *sim) { s.must(&fsm.SetNodeHealth{Node: node, FailingCheck: "port", CheckOutput: "refused"}) }
 	}
 	wait := func(d time.Duration) setup { return func(s *sim) { s.now = s.now.Add(d) } }
+	peerChecks := func(s *sim) {
+		s.must(&fsm.RegisterNode{Name: "b1", Pair: "pair-1", Role: fsm.RoleStandby, Targets: []string{"svc"}, Healthy: true, PeerChecks: true})
+	}
+	peer := func(v string) setup {
+		return func(s *sim) { s.must(&fsm.SetPeerHealth{Node: "b1", Peer: v, Check: "peer-svc", Output: "refused"}) }
+	}
 	cases := []struct {
 		name     string
 		setup    []setup
@@ -29,13 +35,22 @@ func TestPairRoleStep(t *testing.T) {
 		why      string // part of the reason when there is no command
 	}{
 		{name: "active up", setup: nil},
-		{name: "active dead, not yet failover_after", setup: []setup{dead("a1"), wait(1900 * time.Millisecond)}, why: "failover after 2s"},
-		{name: "active dead for failover_after", setup: []setup{dead("a1"), wait(2 * time.Second)}, wantNode: "b1", wantRole: fsm.RoleActive},
+		{name: "active dead, not yet failover_after", setup: []setup{dead("a1"), wait(1900 * time.Millisecond)}, why: "failover after 4s"},
+		{name: "active's lpd dead for failover_after, no peer checks: the grace", setup: []setup{dead("a1"), wait(2 * time.Second)},
+			why: "its lpd is gone and b1 has no peer_health: failover_after 2s + grace 2s"},
+		{name: "active's lpd dead for failover_after plus grace", setup: []setup{dead("a1"), wait(4 * time.Second)}, wantNode: "b1", wantRole: fsm.RoleActive},
+		{name: "lpd dead, peer checks say the service is up: no failover", setup: []setup{peerChecks, peer(fsm.PeerUp), dead("a1"), wait(time.Minute)},
+			why: "peer_health on b1 says its service is up: no failover"},
+		{name: "lpd dead, no peer verdict yet: wait", setup: []setup{peerChecks, dead("a1"), wait(time.Minute)}, why: "waiting for peer_health on b1"},
+		{name: "lpd dead, peer checks say the service is down", setup: []setup{peerChecks, peer(fsm.PeerDown), dead("a1"), wait(2 * time.Second)},
+			wantNode: "b1", wantRole: fsm.RoleActive},
+		{name: "lpd alive: its own health decides, whatever the peer checks", setup: []setup{peerChecks, peer(fsm.PeerUp), unhealthy("a1"), wait(2 * time.Second)},
+			wantNode: "b1", wantRole: fsm.RoleActive},
 		{name: "active suspect is not down", setup: []setup{func(s *sim) {
 			s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusSuspect})
 		}, wait(time.Minute)}, why: "not yet dead"},
 		{name: "active unhealthy for failover_after", setup: []setup{unhealthy("a1"), wait(3 * time.Second)}, wantNode: "b1", wantRole: fsm.RoleActive},
-		{name: "unhealthy then dead counts from the first", setup: []setup{unhealthy("a1"), wait(1500 * time.Millisecond), dead("a1"), wait(600 * time.Millisecond)},
+		{name: "unhealthy then dead counts from the first", setup: []setup{unhealthy("a1"), wait(1500 * time.Millisecond), dead("a1"), wait(2600 * time.Millisecond)},
 			wantNode: "b1", wantRole: fsm.RoleActive},
 		{name: "recovered active resets the clock", setup: []setup{dead("a1"), wait(1500 * time.Millisecond),
 			func(s *sim) { s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusAlive}) }, dead("a1"), wait(1500 * time.Millisecond)},
@@ -44,7 +59,7 @@ func TestPairRoleStep(t *testing.T) {
 		{name: "standby dead: no failover", setup: []setup{dead("b1"), dead("a1"), wait(5 * time.Second)}, why: "no failover"},
 		{name: "failover_after of the active applies", setup: []setup{func(s *sim) {
 			s.must(&fsm.RegisterNode{Name: "a1", Pair: "pair-1", Role: fsm.RoleActive, Targets: []string{"svc"}, Healthy: true, FailoverAfter: 300 * time.Millisecond})
-		}, dead("a1"), wait(300 * time.Millisecond)}, wantNode: "b1", wantRole: fsm.RoleActive},
+		}, dead("a1"), wait(600 * time.Millisecond)}, wantNode: "b1", wantRole: fsm.RoleActive},
 		{name: "external roles are never touched", setup: []setup{func(s *sim) {
 			s.must(&fsm.RegisterNode{Name: "a1", Pair: "pair-1", Role: fsm.RoleActive, Targets: []string{"svc"}, Healthy: true, Roles: fsm.RolesExternal})
 			s.must(&fsm.RegisterNode{Name: "b1", Pair: "pair-1", Role: fsm.RoleStandby, Targets: []string{"svc"}, Healthy: true, Roles: fsm.RolesExternal})

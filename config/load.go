@@ -102,6 +102,7 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 			return err
 		}},
 		{"health", checks(&n.Health)},
+		{"peer_health", checks(&n.PeerHealth)},
 		{"tls", func(d *decoder, path string, v *yaml.Node) error {
 			return d.mapping(path, v, []field{
 				{"ca", str(&n.TLS.CA, "a file name")},

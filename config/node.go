@@ -55,6 +55,7 @@ type Node struct {
 	RoleProbe       string            // role_probe: prints active|standby; needed by external roles
 	Targets         map[string]Target // targets: processes lp may patch, by name
 	Health          []Check           // health: node-level checks, always running
+	PeerHealth      []Check           // peer_health: checks this node runs against its pair peer's service while the peer's lpd is gone
 	TLS             TLS               // tls: the API and raft over mutual TLS; all of ca, cert, key or none
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
 	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys; set: modules must be signed by one
@@ -157,6 +158,17 @@ func (n *Node) Validate() error {
 	}
 	if err := validateChecks("health", n.Health, targets); err != nil {
 		return err
+	}
+	if len(n.PeerHealth) > 0 && n.Pair == "" {
+		return invalid("peer_health", "only a pair member has a peer to check; remove it from a witness")
+	}
+	if err := validateChecks("peer_health", n.PeerHealth, targets); err != nil {
+		return err
+	}
+	for i, c := range n.PeerHealth {
+		if c.Process != "" {
+			return invalid("peer_health["+strconv.Itoa(i)+"].process", "a process check watches a local target; check the peer's service with exec, tcp or http")
+		}
 	}
 	if t := n.TLS; t != (TLS{}) && (t.CA == "" || t.Cert == "" || t.Key == "") {
 		var missing string

@@ -29,7 +29,7 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 			Name: c.Name, Pair: c.Pair, Role: c.Role, Server: c.Server, Voter: c.Voter,
 			APIAddr: c.APIAddr, RaftAddr: c.RaftAddr, GossipAddr: c.GossipAddr,
 			Targets: targets, Status: StatusAlive, Healthy: c.Healthy, LastSeen: x.at,
-			Roles: c.Roles, FailoverAfter: c.FailoverAfter, NoExec: c.NoExec,
+			Roles: c.Roles, FailoverAfter: c.FailoverAfter, NoExec: c.NoExec, PeerChecks: c.PeerChecks,
 		}
 		x.trackDown(&n, Node{Status: StatusAlive, Healthy: true})
 		s.Nodes[c.Name] = n
@@ -51,6 +51,10 @@ func (c *RegisterNode) apply(x *applyCtx) error {
 	}
 	n.Roles, n.FailoverAfter = c.Roles, c.FailoverAfter
 	n.NoExec = c.NoExec
+	n.PeerChecks = c.PeerChecks
+	if !n.PeerChecks {
+		n.Peer, n.PeerCheck, n.PeerOutput = "", "", ""
+	}
 	x.trackDown(&n, old)
 	s.Nodes[c.Name] = n
 	if old.Roles != n.Roles || old.FailoverAfter != n.FailoverAfter {
@@ -155,6 +159,43 @@ func (c *SetNodeHealth) apply(x *applyCtx) error {
 		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventNodeHealth, From: old.health(), To: n.health(), Cause: n.CheckOutput})
 	}
 	return nil
+}
+
+func (c *SetPeerHealth) apply(x *applyCtx) error {
+	n, ok := x.s.Nodes[c.Node]
+	if !ok {
+		return refuse(ErrNotFound, "node %s is not registered", c.Node)
+	}
+	if c.Peer != "" && !n.PeerChecks {
+		return refuse(ErrConflict, "node %s has no peer_health checks", c.Node)
+	}
+	check, out := "", ""
+	if c.Peer == PeerDown {
+		check, out = clip(c.Check, 128), clip(c.Output, maxText)
+	}
+	if n.Peer == c.Peer && n.PeerCheck == check && n.PeerOutput == out {
+		x.noop("node %s already reports its peer %s", c.Node, peerName(c.Peer))
+		return nil
+	}
+	old := n.Peer
+	n.Peer, n.PeerCheck, n.PeerOutput = c.Peer, check, out
+	if old != n.Peer {
+		n.PeerSince = x.at
+		cause := ""
+		if check != "" {
+			cause = check + ": " + out
+		}
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventPeerHealth, From: peerName(old), To: peerName(n.Peer), Cause: cause})
+	}
+	x.s.Nodes[c.Node] = n
+	return nil
+}
+
+func peerName(v string) string {
+	if v == "" {
+		return "unknown"
+	}
+	return v
 }
 
 func (c *SetRole) apply(x *applyCtx) error {

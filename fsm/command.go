@@ -47,6 +47,7 @@ const (
 	TypeReportObserved CommandType = "report_observed"
 	TypeReportHook     CommandType = "report_hook"
 	TypePrune          CommandType = "prune"
+	TypeSetPeerHealth  CommandType = "set_peer_health"
 )
 
 // Command is one state change. The set is closed: every implementation is
@@ -102,6 +103,8 @@ func newCommand(t CommandType) Command {
 		return &ReportHook{}
 	case TypePrune:
 		return &Prune{}
+	case TypeSetPeerHealth:
+		return &SetPeerHealth{}
 	}
 	return nil
 }
@@ -269,6 +272,18 @@ type RegisterNode struct {
 	// NoExec: the node's exec_checks is deny; plans with exec health
 	// checks are refused for it.
 	NoExec bool `json:"no_exec,omitempty"`
+	// PeerChecks: the node's config has peer_health checks.
+	PeerChecks bool `json:"peer_checks,omitempty"`
+}
+
+// SetPeerHealth records what a node's peer_health checks say of its pair
+// peer's service: PeerUp, PeerDown, or "" (not checking: the peer's lpd is
+// alive, or no result yet).
+type SetPeerHealth struct {
+	Node   string `json:"node"`
+	Peer   string `json:"peer"` // PeerUp, PeerDown or ""
+	Check  string `json:"check"`
+	Output string `json:"output"`
 }
 
 // SetNodeStatus records a membership status change.
@@ -482,6 +497,7 @@ func (*AbortPlan) CommandType() CommandType      { return TypeAbortPlan }
 func (*RollbackPlan) CommandType() CommandType   { return TypeRollbackPlan }
 func (*FinishRollback) CommandType() CommandType { return TypeFinishRollback }
 func (*FailPlan) CommandType() CommandType       { return TypeFailPlan }
+func (*SetPeerHealth) CommandType() CommandType  { return TypeSetPeerHealth }
 
 // Stateless validation.
 
@@ -540,6 +556,15 @@ func (c *SetNodeStatus) validate() error {
 }
 
 func (c *SetNodeHealth) validate() error { return checkName("node", c.Node) }
+
+func (c *SetPeerHealth) validate() error {
+	switch c.Peer {
+	case "", PeerUp, PeerDown:
+	default:
+		return refuse(ErrInvalid, "peer health %q: want %q, %q or empty", c.Peer, PeerUp, PeerDown)
+	}
+	return checkName("node", c.Node)
+}
 
 func (c *SetRole) validate() error {
 	if err := checkName("node", c.Node); err != nil {

@@ -920,6 +920,7 @@ func sampleCommands() []Command {
 		&ReportObserved{Node: "a1", Target: target, Pid: 12, Active: []string{"fix-1"}},
 		&ReportHook{Node: "b1", Epoch: 1, Hook: "on_promote", OK: true},
 		&Prune{Retention: Retention{History: 10, Plans: 1, BlobGrace: time.Minute}, Cause: "retention"},
+		&SetPeerHealth{Node: "b1", Peer: PeerUp},
 	}
 }
 
@@ -931,8 +932,8 @@ func TestEveryCommandTypeDecodes(t *testing.T) {
 			t.Errorf("newCommand(%s) = nil; want a command", c.CommandType())
 		}
 	}
-	if len(seen) != 19 {
-		t.Errorf("sample commands cover %d types; want 19", len(seen))
+	if len(seen) != 20 {
+		t.Errorf("sample commands cover %d types; want 20", len(seen))
 	}
 }
 

@@ -95,3 +95,30 @@ func TestDownSince(t *testing.T) {
 		t.Errorf("alive and healthy again: DownSince = %v; want zero", d)
 	}
 }
+
+// TestPeerHealth: only a node with peer_health checks reports its peer's
+// service; a change of verdict is in the history, a repeat is a no-op.
+func TestPeerHealth(t *testing.T) {
+	h := newCluster(t)
+	h.refused(&SetPeerHealth{Node: "b1", Peer: PeerDown, Check: "peer-sip"}, ErrConflict, "has no peer_health checks")
+	h.refused(&SetPeerHealth{Node: "b1", Peer: "maybe"}, ErrInvalid, "want")
+	reg := node("b1", "sip-1", RoleStandby)
+	reg.PeerChecks = true
+	h.ok(reg)
+	h.ok(&SetPeerHealth{Node: "b1", Peer: PeerDown, Check: "peer-sip", Output: "connection refused"})
+	b := h.state().Nodes["b1"]
+	if b.Peer != PeerDown || b.PeerCheck != "peer-sip" || b.PeerOutput != "connection refused" || b.PeerSince.IsZero() {
+		t.Errorf("b1 peer %q check %q output %q since %v; want down, peer-sip, connection refused, set", b.Peer, b.PeerCheck, b.PeerOutput, b.PeerSince)
+	}
+	last := h.state().History[len(h.state().History)-1]
+	if last.Kind != EventPeerHealth || last.From != "unknown" || last.To != "down" || last.Cause != "peer-sip: connection refused" {
+		t.Errorf("last event %+v; want peer_health unknown -> down", last)
+	}
+	if r := h.ok(&SetPeerHealth{Node: "b1", Peer: PeerDown, Check: "peer-sip", Output: "connection refused"}); !r.Noop {
+		t.Errorf("repeated verdict: noop %v; want true", r.Noop)
+	}
+	h.ok(&SetPeerHealth{Node: "b1"})
+	if b := h.state().Nodes["b1"]; b.Peer != "" || b.PeerCheck != "" {
+		t.Errorf("b1 peer %q check %q after reset; want none", b.Peer, b.PeerCheck)
+	}
+}

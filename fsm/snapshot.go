@@ -58,6 +58,8 @@ func WriteSnapshot(w io.Writer, s *State) error {
 			}
 			sw.raw("]")
 		}
+		sw.raw(`,"index":`)
+		sw.value(s.Index)
 		sw.raw(`}}`)
 	}
 	if sw.err != nil {
@@ -220,6 +222,8 @@ func readState(dec *json.Decoder) (*State, error) {
 			err = readMap(dec, &s.Observed)
 		case "history":
 			err = readHistory(dec, &s.History)
+		case "index":
+			err = dec.Decode(&s.Index)
 		default:
 			err = fmt.Errorf("state: unknown field %q", clip(key, 64))
 		}

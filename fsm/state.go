@@ -196,6 +196,16 @@ type Node struct {
 	// FailoverAfter is how long the node may be dead or unhealthy while
 	// active before the leader promotes its standby (managed roles).
 	FailoverAfter time.Duration `json:"failover_after,omitempty"`
+	// PeerChecks: the node has peer_health checks (from its config, on
+	// every registration). Peer is what they say of its pair peer's
+	// service while the peer's lpd is gone: PeerUp, PeerDown or "" (not
+	// checking, or no verdict yet); PeerCheck and PeerOutput name the
+	// failing check, PeerSince when Peer last changed.
+	PeerChecks bool      `json:"peer_checks,omitempty"`
+	Peer       string    `json:"peer,omitempty"`
+	PeerCheck  string    `json:"peer_check,omitempty"`
+	PeerOutput string    `json:"peer_output,omitempty"`
+	PeerSince  time.Time `json:"peer_since,omitzero"`
 	// RoleEpoch counts the node's role changes; PrevRole is the role it
 	// had before the last one.
 	RoleEpoch uint64 `json:"role_epoch,omitempty"`
@@ -220,6 +230,12 @@ const (
 // External reports whether the node's role is reported by its role probe
 // rather than managed by lp.
 func (n Node) External() bool { return n.Roles == RolesExternal }
+
+// Verdicts of peer_health checks (Node.Peer).
+const (
+	PeerUp   = "up"
+	PeerDown = "down"
+)
 
 // Up reports whether the node is alive and healthy.
 func (n Node) Up() bool { return n.Status == StatusAlive && n.Healthy }
@@ -385,11 +401,12 @@ const (
 	EventNodeRemoved    EventKind = "node_removed"
 	EventBlobStored     EventKind = "blob_stored" // To: sha256, Cause: patch id
 	EventPlanState      EventKind = "plan_state"
-	EventPlanPhase      EventKind = "plan_phase" // From/To: "PAIR/PHASE"
-	EventDesired        EventKind = "desired"    // From/To: TARGET=id,id
-	EventObserved       EventKind = "observed"   // From/To: TARGET=id,id
-	EventHook           EventKind = "hook"       // From/To: roles; Cause: hook and result
-	EventPruned         EventKind = "pruned"     // To: what a Prune deleted
+	EventPlanPhase      EventKind = "plan_phase"  // From/To: "PAIR/PHASE"
+	EventDesired        EventKind = "desired"     // From/To: TARGET=id,id
+	EventObserved       EventKind = "observed"    // From/To: TARGET=id,id
+	EventHook           EventKind = "hook"        // From/To: roles; Cause: hook and result
+	EventPruned         EventKind = "pruned"      // To: what a Prune deleted
+	EventPeerHealth     EventKind = "peer_health" // Node: the checking node; From/To: up, down or unknown; Cause: check and output
 )
 
 // PlanID returns the id of the plan with sequence number seq: "p000001".

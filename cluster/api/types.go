@@ -9,17 +9,18 @@ import (
 
 // Paths of the API.
 const (
-	PathStatus    = "/v1/status"
-	PathMembers   = "/v1/members"
-	PathPlans     = "/v1/plans"
-	PathRollback  = "/v1/rollback"
-	PathNodes     = "/v1/nodes"
-	PathRegister  = "/v1/internal/register"
-	PathObserved  = "/v1/internal/observed"
-	PathTrialFail = "/v1/internal/trial-failure"
-	PathHook      = "/v1/internal/hook"
-	PathRole      = "/v1/internal/role"
-	PathReadIndex = "/v1/internal/read-index"
+	PathStatus     = "/v1/status"
+	PathMembers    = "/v1/members"
+	PathPlans      = "/v1/plans"
+	PathRollback   = "/v1/rollback"
+	PathNodes      = "/v1/nodes"
+	PathRegister   = "/v1/internal/register"
+	PathObserved   = "/v1/internal/observed"
+	PathTrialFail  = "/v1/internal/trial-failure"
+	PathHook       = "/v1/internal/hook"
+	PathRole       = "/v1/internal/role"
+	PathReadIndex  = "/v1/internal/read-index"
+	PathPeerHealth = "/v1/internal/peer-health"
 
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
@@ -79,6 +80,13 @@ type Member struct {
 	// DownSince is when the FSM last saw the node stop being alive and
 	// healthy (omitted while it is both).
 	DownSince time.Time `json:"down_since,omitzero"`
+	// Peer is what this node's peer_health checks say of its pair peer's
+	// service (up, down; "" when not checking), PeerCheck the failing one.
+	Peer      string `json:"peer,omitempty"`
+	PeerCheck string `json:"peer_check,omitempty"`
+	// Failover says, on an active that is down, why its standby is not
+	// promoted yet (or not at all).
+	Failover string `json:"failover,omitempty"`
 }
 
 // SubmitRequest is the body of POST /v1/plans: the plan (config.Plan JSON)
@@ -157,6 +165,17 @@ type RegisterRequest struct {
 	FailoverAfter time.Duration `json:"failover_after"`
 	// ExecChecks is the node's exec_checks: allow or deny.
 	ExecChecks string `json:"exec_checks,omitempty"`
+	// PeerChecks: the node has peer_health checks.
+	PeerChecks bool `json:"peer_checks,omitempty"`
+}
+
+// PeerHealthReport is a node's report of what its peer_health checks say
+// of its pair peer's service: "up", "down", or "" when not checking.
+type PeerHealthReport struct {
+	Node   string `json:"node"`
+	Peer   string `json:"peer"`
+	Check  string `json:"check,omitempty"`
+	Output string `json:"output,omitempty"`
 }
 
 // HookReport is an agent's report that it ran (or skipped) the hook owed

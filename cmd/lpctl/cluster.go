@@ -158,7 +158,22 @@ been reported yet; "(external)" roles come from the node's role_probe.`,
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Node, pair, role, m.RaftState, m.Gossip, m.Health, m.LastContact, failing)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if m.Peer != "" {
+					line := fmt.Sprintf("%s: peer_health says its peer's service is %s", m.Node, m.Peer)
+					if m.PeerCheck != "" {
+						line += " (" + m.PeerCheck + ")"
+					}
+					fmt.Fprintln(a.stdout, line)
+				}
+				if m.Failover != "" {
+					fmt.Fprintf(a.stdout, "%s: %s\n", m.Node, m.Failover)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.AddCommand(membersRemoveCommand(a))
