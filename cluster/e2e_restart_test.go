@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -172,21 +173,31 @@ func TestRestartNeverTouchesTargets(t *testing.T) {
 	c.restartLPD(syscall.SIGTERM, "w", "a1", "b1")
 	c.holdChanges(t, "SIGTERM of the three servers at once", want)
 
-	t.Run("a node whose data_dir was lost keeps its patches", func(t *testing.T) {
-		c.kill("a1")
-		if err := os.RemoveAll(c.dir + "/a1.data"); err != nil {
-			t.Fatal(err)
-		}
-		before := c.logCount("a1", agentActing)
-		c.start("a1")
-		c.waitFor(60*time.Second, "a1's agent acting again", func() bool { return c.logCount("a1", agentActing) > before })
-		c.waitAlive("a1")
-		c.holdChanges(t, "restart of a1 without its data_dir", want)
-		st, err := c.client("a1").Status(context.Background())
-		if err != nil || st.Plans != 1 {
-			t.Errorf("a1 after losing its data_dir: status %+v, %v; want the cluster's one plan", st, err)
-		}
-	})
+	// A node whose data_dir was lost: a non-voter starts empty; a voter
+	// must be started once with --rejoin-as-new (lpd refuses otherwise).
+	for _, wipe := range []struct{ name, flag string }{{"a2", ""}, {"a1", "--rejoin-as-new"}} {
+		t.Run("data_dir of "+wipe.name+" lost: its patches stay", func(t *testing.T) {
+			p := c.procs[wipe.name]
+			c.kill(wipe.name)
+			if err := os.RemoveAll(filepath.Join(c.dir, wipe.name+".data")); err != nil {
+				t.Fatal(err)
+			}
+			before := c.logCount(wipe.name, agentActing)
+			args := p.args
+			if wipe.flag != "" {
+				p.args = append(slices.Clone(args), wipe.flag)
+			}
+			c.start(wipe.name)
+			p.args = args
+			c.waitFor(90*time.Second, wipe.name+"'s agent acting again", func() bool { return c.logCount(wipe.name, agentActing) > before })
+			c.waitAlive(wipe.name)
+			c.holdChanges(t, "restart of "+wipe.name+" without its data_dir", want)
+			st, err := c.client(wipe.name).Status(context.Background())
+			if err != nil || st.Plans != 1 {
+				t.Errorf("%s after losing its data_dir: status %+v, %v; want the cluster's one plan", wipe.name, st, err)
+			}
+		})
+	}
 	if got := reverts(); got != ops {
 		t.Errorf("agents logged %d patch operations during the restarts; want none", got-ops)
 	}
