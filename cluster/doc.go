@@ -15,9 +15,14 @@
 //   - the agent (agent.go): reconciles the node's desired patch stacks in its
 //     FSM replica with the target processes through the Patcher, reports what
 //     it observed through the leader and runs a plan's health checks during
-//     its node's trial. It acts only while a raft leader is known (its
-//     reports go through the leader); a restarted node converges from the
-//     patches recorded inside its targets and its replica's desired state;
+//     its node's trial. It changes a target only on a replica the leader
+//     confirmed current: after a start, a leader change or a loss of
+//     contact it asks the leader for its read index (POST
+//     /v1/internal/read-index: a raft barrier and VerifyLeader, then the
+//     leader's fsm.State.Index) and waits until its FSM has applied it;
+//     then it first only reports what each target's record says runs.
+//     Patches no plan knows (applied by hand) are reported as unmanaged and
+//     never reverted. See docs/agent.md;
 //   - on the leader only, the membership reconciler (raft voters and
 //     non-voters, node status and health in the FSM from gossip) and the
 //     orchestrator (orchestrator.go), which moves plans phase by phase. Its

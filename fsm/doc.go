@@ -34,7 +34,8 @@
 //   - a pair is started or its active patched only while both members are
 //     alive and healthy;
 //   - a plan is rolled_back only when every plan node's desired state equals
-//     its pre-plan state.
+//     its pre-plan state (the orchestrator also waits until each registered
+//     node observed it; past Plan.RollbackDeadline it fails the plan).
 //   - a pair has at most one active under managed roles: promoting a node
 //     demotes its peer in the same command; a dead or departed node is
 //     never promoted; only a role probe (SetRole.Probed) sets the role of a
