@@ -12,8 +12,8 @@ import (
 )
 
 // checkIdentity runs when the node starts with empty raft stores. If a
-// peer's raft configuration still holds this node as a voter, the node's
-// state was lost (a deleted or replaced data dir): raft would let it answer
+// peer's raft configuration still holds this node as a voter and its FSM has
+// the node registered, the node's state was lost (a deleted or replaced data dir): raft would let it answer
 // the leader as the voter it was, with none of the entries it had
 // acknowledged, and a later election could then lose committed entries.
 // So the node refuses, unless Config.RejoinAsNew is set: then it leaves the
@@ -114,7 +114,12 @@ func (n *Node) peerView() (string, api.Member, error) {
 				continue
 			}
 			self = row
-			if row.Suffrage == raft.Voter.String() {
+			// Registered: the node ran with this identity and its raft took
+			// part (its agent registered through the leader). A voter that
+			// is not registered yet was only just put into the configuration
+			// (a bootstrap that counted it while it was still starting):
+			// it never acknowledged anything and may start empty.
+			if row.Suffrage == raft.Voter.String() && row.Status != "unregistered" {
 				return m.Name, row, nil
 			}
 		}
