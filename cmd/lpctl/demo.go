@@ -26,8 +26,9 @@ func demoCommand(a *app) *cobra.Command {
 		Short: "Patch a running demo service live, then revert it (needs cc and root)",
 		Long: "Builds the demo service examples/sipd and its fix, then either patches one running\n" +
 			"sipd and reverts it (default), or, with --cluster, starts a witness and a 1+1 pair of\n" +
-			"lpd on 127.0.0.1 and runs the fix as a plan: standby, trial, active, trial, then a\n" +
-			"cluster-wide rollback. Everything it starts is stopped at the end.",
+			"lpd on 127.0.0.1 (TLS, a token, trusted_keys), shows the unsigned fix refused and runs\n" +
+			"the signed fix as a plan: standby, trial, active, trial, then a cluster-wide rollback.\n" +
+			"Everything it starts is stopped at the end.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, err := findExamples(examples)

@@ -18,14 +18,16 @@ import (
 
 	"lp/cluster/api"
 	"lp/internal/auth"
+	"lp/signing"
 )
 
 // runClusterDemo starts a witness and one 1+1 pair of lpd on 127.0.0.1, each
 // pair member with its own sipd, over mutual TLS with certificates from
-// lpctl tls init and an operator token; submits the fix as a plan
-// (standby, trial, active, trial) with an operator certificate, shows both
-// services, rolls the plan back cluster-wide with the token and stops
-// everything it started.
+// lpctl tls init and an operator token, trusting a key made by lpctl patch
+// keygen; shows the unsigned fix refused at submit; submits the fix signed
+// with that key as a plan (standby, trial, active, trial) with an operator
+// certificate, shows both services, rolls the plan back cluster-wide with
+// the token and stops everything it started.
 func runClusterDemo(a *app, work, sipd, fix string) error {
 	say := func(format string, args ...any) { fmt.Fprintf(a.stdout, format+"\n", args...) }
 	lpd, err := findLpd()
@@ -102,9 +104,21 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 	}
 	token := hex.EncodeToString(secret)
 	tokenSum := sha256.Sum256([]byte(token))
-	// Signed patches: the signing step (patch keygen, patch sign,
-	// trusted_keys in each node's config) goes here.
-	say("== starting 3 lpd on 127.0.0.1 with tls: witness, sip-a (active) and sip-b (standby), each pair member with its own sipd")
+	// Signed patches: a key, the fix signed with it, and the key trusted by
+	// every node (trusted_keys): lpd then loads nothing else.
+	key := filepath.Join(work, "ci.key")
+	say("== lpctl patch keygen ci.key; lpctl patch sign fix-invite.so --key ci.key")
+	if code := execute([]string{"patch", "keygen", key}, a.stdout, a.stderr); code != 0 {
+		return &exitError{code: code, msg: "the demo could not make a signing key"}
+	}
+	if code := execute([]string{"patch", "sign", fix, "--key", key}, a.stdout, a.stderr); code != 0 {
+		return &exitError{code: code, msg: "the demo could not sign its fix"}
+	}
+	pub, err := os.ReadFile(key + signing.PubSuffix)
+	if err != nil {
+		return err
+	}
+	say("== starting 3 lpd on 127.0.0.1 with tls and trusted_keys: witness, sip-a (active) and sip-b (standby), each pair member with its own sipd")
 	var join []string
 	for _, n := range nodes {
 		join = append(join, fmt.Sprintf("127.0.0.1:%d", n.gossip))
@@ -117,6 +131,7 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 		fmt.Fprintf(&b, "tls: { ca: %s, cert: %s, key: %s }\n", filepath.Join(pki, "ca.pem"),
 			filepath.Join(pki, n.name+".pem"), filepath.Join(pki, n.name+"-key.pem"))
 		fmt.Fprintf(&b, "tokens:\n  - { name: demo-ci, role: operator, sha256: %s }\n", hex.EncodeToString(tokenSum[:]))
+		fmt.Fprintf(&b, "trusted_keys: [%s]\n", strings.TrimSpace(string(pub)))
 		if n.pair != "" {
 			fmt.Fprintf(&b, "pair: %s\ntargets:\n  sipd: { pidfile: %s }\n", n.pair, filepath.Join(work, n.name+".pid"))
 			fmt.Fprintf(&b, "health:\n  - name: sip-port\n    tcp: 127.0.0.1:%d\n    interval: 500ms\n", n.sip)
@@ -161,6 +176,26 @@ func runClusterDemo(a *app, work, sipd, fix string) error {
 	planText := fmt.Sprintf("name: fix-invite-overflow\npatch: %s\ntarget: sipd\ntrial: 3s\nhealth:\n  - process: sipd\n    interval: 500ms\n    failures: 2\n", fix)
 	if err := os.WriteFile(plan, []byte(planText), 0o644); err != nil {
 		return err
+	}
+	// The same fix without its signature: refused at submit.
+	unsigned := filepath.Join(work, "unsigned", filepath.Base(fix))
+	if err := os.MkdirAll(filepath.Dir(unsigned), 0o755); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(fix)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(unsigned, data, 0o644); err != nil {
+		return err
+	}
+	unsignedPlan := filepath.Join(work, "unsigned", "plan.yaml")
+	if err := os.WriteFile(unsignedPlan, []byte(strings.Replace(planText, fix, unsigned, 1)), 0o644); err != nil {
+		return err
+	}
+	say("== the fix without its .sig is refused at submit (403), nothing changes:")
+	if code := sub("plan", "submit", unsignedPlan); code == 0 {
+		return errors.New("lpd accepted an unsigned module although trusted_keys is set")
 	}
 	showServices := func() {
 		for _, n := range nodes[1:] {
