@@ -3,9 +3,13 @@ package cluster
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"lp/engine"
 )
 
 func TestEnginePatcher(t *testing.T) {
@@ -39,5 +43,47 @@ func TestEnginePatcher(t *testing.T) {
 	l, _ = p.List(s.pid)
 	if got := activeIDs(l); len(got) != 0 {
 		t.Errorf("active after Revert = %v; want none", got)
+	}
+}
+
+// TestEnginePatcherLoadsTheGivenBytes: Apply loads the bytes it is handed,
+// never the file at modulePath again (the agent verified those bytes; the
+// file may have been rewritten since). In dlopen mode the target opens a
+// private copy, removed afterwards.
+func TestEnginePatcherLoadsTheGivenBytes(t *testing.T) {
+	requirePtrace(t)
+	s := startService(t, t.TempDir(), "svc")
+	data, err := os.ReadFile(built.fix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fix.so")
+	if err := os.WriteFile(path, []byte("rewritten behind the agent's back"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := (EnginePatcher{}).Apply(ctx, s.pid, path, data); err != nil {
+		t.Fatalf("inject Apply with a rewritten file: %v; want the given bytes loaded", err)
+	}
+	s.waitValue(t, 1041, 5*time.Second)
+	if err := (EnginePatcher{}).Revert(ctx, s.pid, "fix-answer"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitValue(t, 42, 5*time.Second)
+
+	// svc is not linked with -rdynamic, so the dynamic linker cannot bind
+	// the module's reference to svc's global: dlopen fails, naming the
+	// file it opened, which must be the private copy.
+	err = EnginePatcher{Options: engine.Options{Mode: engine.ModeDlopen}}.Apply(ctx, s.pid, path, data)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, ".load-")) {
+		t.Errorf("dlopen Apply = %v; want dlopen of a private copy under %s/.load-*", err, dir)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("%s holds %d entries after a dlopen apply; want only fix.so (the private copy removed)", dir, len(entries))
+	}
+	if v := s.value(); v != 42 {
+		t.Errorf("service prints %d after a failed dlopen apply; want 42", v)
 	}
 }
