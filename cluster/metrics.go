@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"embed"
+	"io/fs"
 	"net/http"
 	"strings"
 	"time"
@@ -10,6 +12,12 @@ import (
 
 	"lp/fsm"
 )
+
+// dashboard is the operator's web page at /ui/: plain HTML, CSS and
+// JavaScript over the API, no build step.
+//
+//go:embed ui
+var dashboard embed.FS
 
 // metrics are one node's Prometheus metrics, in a registry of its own (two
 // nodes in one process never share one). What this node does (engine
@@ -172,8 +180,16 @@ func rollbackCause(cause string) string {
 	return "other"
 }
 
-// routeOps adds the operator's endpoints, GET /metrics (and the dashboard),
-// each wrapped by read: the API's authentication for the reader role.
+// routeOps adds the operator's endpoints, GET /metrics and the dashboard at
+// GET /ui/, each wrapped by read: the API's authentication for the reader
+// role (the dashboard's actions call the API and need the operator role).
 func (n *Node) routeOps(mux *http.ServeMux, read func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("GET /metrics", read(n.metrics.handler(n.cfg.Metrics).ServeHTTP))
+	ui, err := fs.Sub(dashboard, "ui")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	files := http.StripPrefix("/ui/", http.FileServerFS(ui))
+	mux.HandleFunc("GET /ui/", read(files.ServeHTTP))
+	mux.HandleFunc("GET /ui", read(http.RedirectHandler("/ui/", http.StatusMovedPermanently).ServeHTTP))
 }
