@@ -484,7 +484,7 @@ func (a *agent) runTrial(ctx context.Context) {
 	)
 	n.fsm.View(func(s *fsm.State) {
 		for _, q := range s.Plans {
-			if q.State == fsm.PlanRunning && q.Phase.Trial() && q.PhaseNode() == n.name && len(q.Spec.Health) > 0 {
+			if q.State == fsm.PlanRunning && q.Phase.Trial() && slices.Contains(q.PhaseNodes(), n.name) && len(q.Spec.Health) > 0 {
 				p, found = q, true
 				return
 			}

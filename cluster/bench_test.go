@@ -2,26 +2,44 @@ package cluster
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"lp/fsm"
 )
 
-// BenchmarkControlPlane measures, for in-process clusters of 3 and 9 nodes
-// on loopback (real TCP raft, real gossip, a fake patcher so that only the
-// control plane is timed):
+// BenchmarkControlPlane measures, for in-process clusters on loopback (real
+// TCP raft, real gossip, a fake patcher so that only the control plane is
+// timed; a witness and pairs, 3 voters, 5 from 9 nodes):
 //
 //   - raft apply latency, leader Apply to FSM result, over 300 commands
 //     (p50, p99);
-//   - the overhead of a plan beyond its trial times: submission to completed
-//     minus 2 x pairs x trial, the median over 3 plans.
+//   - the overhead of a plan beyond its trial times, one pair at a time
+//     (max_parallel 1) and with max_parallel 4: submission to completed
+//     minus 2 x waves x trial, the median over 3 plans.
+//
+// LP_BENCH_NODES lists the cluster sizes (default "3,9"; the issue's
+// figures: LP_BENCH_NODES=3,9,33,101).
 //
 // Run: go test -run '^$' -bench ControlPlane -benchtime 1x ./cluster/
 // The figures are reported as metrics on the benchmark line, whatever b.N.
 func BenchmarkControlPlane(b *testing.B) {
-	for _, size := range []int{3, 9} {
+	sizes := []int{3, 9}
+	if v := os.Getenv("LP_BENCH_NODES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 3 || n%2 == 0 {
+				b.Fatalf("LP_BENCH_NODES=%q: want odd sizes of 3 or more (a witness and pairs)", v)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	for _, size := range sizes {
 		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
 			specs := []nodeSpec{{name: "w", role: "witness", server: true}}
 			voters := 3
@@ -49,21 +67,29 @@ func BenchmarkControlPlane(b *testing.B) {
 			slices.Sort(lat)
 			// Let the agent correct the observation we just faked.
 			time.Sleep(500 * time.Millisecond)
-
-			// Plan overhead.
-			const trial = 300 * time.Millisecond
-			pairs := (size - 1) / 2
-			var over []time.Duration
-			for i := range 3 {
-				start := time.Now()
-				id := tc.submit(fmt.Sprintf("fix%d", i), trial, nil)
-				tc.waitPlan(id, fsm.PlanCompleted, time.Minute)
-				over = append(over, time.Since(start)-time.Duration(2*pairs)*trial)
-			}
-			slices.Sort(over)
 			b.ReportMetric(ms(lat[len(lat)/2]), "apply-p50-ms")
 			b.ReportMetric(ms(lat[len(lat)*99/100]), "apply-p99-ms")
-			b.ReportMetric(ms(over[len(over)/2]), "plan-overhead-ms")
+
+			// Plan overhead, serial and in waves.
+			const trial = 300 * time.Millisecond
+			pairs := (size - 1) / 2
+			for _, mp := range []int{1, 4} {
+				waves := 1 + (pairs-1+mp-1)/mp
+				var over []time.Duration
+				for i := range 3 {
+					start := time.Now()
+					id := tc.submit(fmt.Sprintf("fix-mp%d-%d", mp, i), trial, func(s *fsm.PlanSpec) {
+						s.MaxParallel = mp
+						s.ProgressDeadline = 10 * time.Minute
+					})
+					tc.waitPlan(id, fsm.PlanCompleted, 10*time.Minute)
+					over = append(over, time.Since(start)-time.Duration(2*waves)*trial)
+				}
+				slices.Sort(over)
+				b.ReportMetric(ms(over[len(over)/2]), fmt.Sprintf("overhead-mp%d-ms", mp))
+				fmt.Printf("control plane: %3d nodes (%d pairs), max_parallel %d: %d waves, plan overhead beyond trials %v (median of 3)\n",
+					size, pairs, mp, waves, over[len(over)/2].Round(time.Millisecond))
+			}
 			b.ReportMetric(float64(pairs), "pairs")
 		})
 	}

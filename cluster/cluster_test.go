@@ -73,8 +73,10 @@ func checkStandbyFirst(t *testing.T, s *fsm.State, id string) {
 	p := s.Plans[id]
 	trialPassed := map[string]bool{}
 	for _, e := range s.PlanHistory(id) {
-		if e.Kind == fsm.EventPlanPhase && e.From != "" && e.To == e.Pair+"/"+string(fsm.PhaseActiveApply) {
-			trialPassed[e.Pair] = true
+		if pairs, ph, _ := strings.Cut(e.To, "/"); e.Kind == fsm.EventPlanPhase && e.From != "" && ph == string(fsm.PhaseActiveApply) {
+			for _, pair := range strings.Split(pairs, "+") { // a wave (max_parallel) names its pairs with +
+				trialPassed[pair] = true
+			}
 		}
 		if e.Kind == fsm.EventDesired {
 			st, _ := p.Step(e.Node)

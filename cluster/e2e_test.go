@@ -63,24 +63,33 @@ func freePort(t testing.TB) int {
 	return 0
 }
 
+// e2eSpec is one lpd of an end-to-end cluster.
+type e2eSpec struct {
+	name, pair, role string
+	server           bool
+}
+
 // startE2E starts: witness w (server), pair-1 a1 active / b1 standby
 // (servers), pair-2 a2 active / b2 standby (non-voters). args go to every
 // lpd.
 func startE2E(t *testing.T, args ...string) *e2eCluster {
 	t.Helper()
-	requirePtrace(t)
-	buildFixtures(t)
-	c := &e2eCluster{t: t, dir: t.TempDir(), procs: map[string]*lpdProc{}}
-	specs := []struct {
-		name, pair, role string
-		server           bool
-	}{
+	return startE2EWith(t, []e2eSpec{
 		{"w", "", "witness", true},
 		{"a1", "pair-1", "active", true},
 		{"b1", "pair-1", "standby", true},
 		{"a2", "pair-2", "active", false},
 		{"b2", "pair-2", "standby", false},
-	}
+	}, args...)
+}
+
+// startE2EWith starts the given lpds (three of them servers) and waits
+// until every one is registered, alive and healthy. args go to every lpd.
+func startE2EWith(t *testing.T, specs []e2eSpec, args ...string) *e2eCluster {
+	t.Helper()
+	requirePtrace(t)
+	buildFixtures(t)
+	c := &e2eCluster{t: t, dir: t.TempDir(), procs: map[string]*lpdProc{}}
 	// Every node joins every other: a node restarted after a graceful
 	// leave finds the cluster again whichever node it is.
 	ports := make([][3]int, len(specs))
@@ -129,7 +138,7 @@ func startE2E(t *testing.T, args ...string) *e2eCluster {
 			}
 		}
 	})
-	c.waitFor(30*time.Second, "5 nodes registered, alive and healthy", func() bool {
+	c.waitFor(30*time.Second, fmt.Sprintf("%d nodes registered, alive and healthy", len(specs)), func() bool {
 		st, err := c.client("w").Status(context.Background())
 		if err != nil || st.Leader == "" {
 			return false
@@ -144,7 +153,7 @@ func startE2E(t *testing.T, args ...string) *e2eCluster {
 				ok++
 			}
 		}
-		return ok == 5
+		return ok == len(specs)
 	})
 	return c
 }

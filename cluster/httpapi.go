@@ -605,7 +605,7 @@ func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error)
 		Name: plan.Name, PatchSHA256: req.SHA256, PatchID: mod.ID, Target: plan.Target,
 		Pairs: plan.Pairs, Trial: plan.Trial, OnFailure: fsm.OnFailure(plan.OnFailure),
 		FailoverDuringTrial: fsm.FailoverPolicy(plan.FailoverDuringTrial),
-		ProgressDeadline:    plan.ProgressDeadline, SubmittedBy: req.SubmittedBy,
+		ProgressDeadline:    plan.ProgressDeadline, SubmittedBy: req.SubmittedBy, MaxParallel: plan.MaxParallel,
 	}
 	for _, c := range plan.Health {
 		spec.Health = append(spec.Health, fsm.CheckSpec(c))

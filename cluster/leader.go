@@ -361,6 +361,20 @@ type trialFailure struct {
 	// ran and none failed, at PassedAt (as this leader received it).
 	PassedBy string
 	PassedAt time.Time
+	// Passes holds every node's latest passing report (the nodes of a
+	// wave of pairs report each; max_parallel). Replaced, never written.
+	Passes map[string]time.Time
+}
+
+// passedAt returns when node last reported its trial checks passed.
+func (f trialFailure) passedAt(node string) (time.Time, bool) {
+	if at, ok := f.Passes[node]; ok {
+		return at, true
+	}
+	if f.PassedBy == node && node != "" {
+		return f.PassedAt, true
+	}
+	return time.Time{}, false
 }
 
 func newTrialFailures() *trialFailures { return &trialFailures{m: map[string]trialFailure{}} }
@@ -371,6 +385,12 @@ func (t *trialFailures) add(f api.TrialFailure, at time.Time) {
 	e := t.m[f.Plan]
 	if f.Passed {
 		e.PassedBy, e.PassedAt = f.Node, at
+		passes := make(map[string]time.Time, len(e.Passes)+1)
+		for k, v := range e.Passes {
+			passes[k] = v
+		}
+		passes[f.Node] = at
+		e.Passes = passes
 	} else {
 		e.TrialFailure, e.At = f, at
 	}

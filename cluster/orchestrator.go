@@ -107,14 +107,14 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 		return fmt.Sprintf("progress deadline passed at %s", stamp(p.PlanDeadline))
 	}
 	if !p.Phase.Trial() && !p.PhaseDeadline.IsZero() && now.After(p.PhaseDeadline) {
-		return fmt.Sprintf("%s of %s did not finish by %s", p.Phase, p.PhaseNode(), stamp(p.PhaseDeadline))
+		return fmt.Sprintf("%s of %s did not finish by %s", p.Phase, strings.Join(p.PhaseNodes(), ", "), stamp(p.PhaseDeadline))
 	}
-	if fail.Plan == p.ID && !fail.Passed && p.Phase.Trial() && fail.Node == p.PhaseNode() && !fail.At.Before(p.PhaseStarted) {
+	if fail.Plan == p.ID && !fail.Passed && p.Phase.Trial() && slices.Contains(p.PhaseNodes(), fail.Node) && !fail.At.Before(p.PhaseStarted) {
 		return fmt.Sprintf("health check %s failed on %s during its trial: %s", fail.Check, fail.Node, clipText(fail.Output, 200))
 	}
 	target := p.Spec.Target
 	for _, st := range p.Steps {
-		current := st.Pair == p.CurrentPair()
+		current := p.InWave(st.Pair)
 		patched := !st.Applied.IsZero()
 		if !current && !patched {
 			continue
@@ -190,55 +190,86 @@ func replaced(p fsm.Plan, st fsm.NodeStep, obs fsm.Observed) string {
 // promotes the patched standby (see pairRoleStep) and the plan waits for
 // the old active to return before it patches it.
 func keepPatchFailover(p fsm.Plan, st fsm.NodeStep) bool {
-	return p.Spec.FailoverDuringTrial == fsm.FailoverKeepPatch && st.Pair == p.CurrentPair() &&
+	return p.Spec.FailoverDuringTrial == fsm.FailoverKeepPatch && p.InWave(st.Pair) &&
 		p.Phase.Side() == fsm.SideStandby && st.Side == fsm.SideActive && st.Applied.IsZero()
 }
 
-// runningStep moves a running plan that has not failed.
+// runningStep moves a running plan that has not failed. The current phase
+// works on one pair, or on a wave of pairs together (max_parallel): every
+// node of the phase is given the plan's stack, and the plan moves on once
+// all of them run it, or once their common trial has passed.
 func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.Command, string) {
-	node, pair, target := p.PhaseNode(), p.CurrentPair(), p.Spec.Target
+	nodes, pair, target := p.PhaseNodes(), p.CurrentPair(), p.Spec.Target
+	who := strings.Join(nodes, " and ")
 	if !p.Phase.Trial() {
-		want, _ := s.PlanStack(p.ID, node)
-		if !slices.Equal(s.DesiredStack(node, target), want) {
-			return &fsm.SetDesired{Node: node, Target: target, Patches: want, Plan: p.ID,
-				Cause: fmt.Sprintf("%s: patch %s", p.Phase, p.Spec.PatchID)}, "apply on " + node
+		for _, node := range nodes {
+			want, _ := s.PlanStack(p.ID, node)
+			if !slices.Equal(s.DesiredStack(node, target), want) {
+				return &fsm.SetDesired{Node: node, Target: target, Patches: want, Plan: p.ID,
+					Cause: fmt.Sprintf("%s: patch %s", p.Phase, p.Spec.PatchID)}, "apply on " + node
+			}
 		}
-		if !s.NodeConverged(node, target) {
-			return nil, "waiting for " + node + " to converge"
+		for _, node := range nodes {
+			if !s.NodeConverged(node, target) {
+				return nil, "waiting for " + node + " to converge"
+			}
 		}
 		trial := fsm.PhaseStandbyTrial
 		if p.Phase == fsm.PhaseActiveApply {
 			trial = fsm.PhaseActiveTrial
 		}
-		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: trial, Cause: node + " runs patch " + p.Spec.PatchID}, "trial of " + node
+		verb := " runs patch "
+		if len(nodes) > 1 {
+			verb = " run patch "
+		}
+		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: trial, Cause: who + verb + p.Spec.PatchID}, "trial of " + who
 	}
 	if now.Before(p.PhaseDeadline) {
-		return nil, "trial of " + node + " until " + stamp(p.PhaseDeadline)
+		return nil, "trial of " + who + " until " + stamp(p.PhaseDeadline)
 	}
-	if len(p.Spec.Health) > 0 && (fail.PassedBy != node || fail.PassedAt.Before(p.PhaseDeadline)) {
-		// A trial with checks passes only when the node says every check
-		// ran and none failed: a check that never produced a result
-		// counts as failing.
-		if by := p.PhaseDeadline.Add(trialResultGrace(p)); now.After(by) {
-			return failure(p, fmt.Sprintf("%s reported no passing result of its trial checks by %s (a check that never produced a result counts as failing)", node, stamp(by)))
+	if len(p.Spec.Health) > 0 {
+		for _, node := range nodes {
+			if at, ok := fail.passedAt(node); ok && !at.Before(p.PhaseDeadline) {
+				continue
+			}
+			// A trial with checks passes only when the node says every
+			// check ran and none failed: a check that never produced a
+			// result counts as failing.
+			if by := p.PhaseDeadline.Add(trialResultGrace(p)); now.After(by) {
+				return failure(p, fmt.Sprintf("%s reported no passing result of its trial checks by %s (a check that never produced a result counts as failing)", node, stamp(by)))
+			}
+			return nil, "waiting for " + node + "'s trial check results"
 		}
-		return nil, "waiting for " + node + "'s trial check results"
 	}
-	cause := fmt.Sprintf("%s passed its %v trial", node, p.Spec.Trial)
+	cause := fmt.Sprintf("%s passed the %v trial", who, p.Spec.Trial)
+	if len(nodes) == 1 {
+		cause = fmt.Sprintf("%s passed its %v trial", who, p.Spec.Trial)
+	}
 	if p.Phase == fsm.PhaseStandbyTrial {
-		if why := pairNotReady(s, p, pair); why != "" {
+		if why := waveNotReady(s, p, p.WavePairs()); why != "" {
 			return nil, why
 		}
-		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: fsm.PhaseActiveApply, Cause: cause}, "patch the active of " + pair
+		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: fsm.PhaseActiveApply, Cause: cause}, "patch the actives of " + strings.Join(p.WavePairs(), ", ")
 	}
-	if p.PairIndex+1 >= len(p.Spec.Pairs) {
+	i := p.PairIndex + len(p.WavePairs())
+	if i >= len(p.Spec.Pairs) {
 		return &fsm.CompletePlan{Plan: p.ID, Cause: cause}, "complete"
 	}
-	next := p.Spec.Pairs[p.PairIndex+1]
-	if why := pairNotReady(s, p, next); why != "" {
+	wave := p.WaveAt(i)
+	if why := waveNotReady(s, p, wave); why != "" {
 		return nil, why
 	}
-	return &fsm.PlanPhase{Plan: p.ID, Pair: next, Phase: fsm.PhaseStandbyApply, Cause: cause}, "start pair " + next
+	return &fsm.PlanPhase{Plan: p.ID, Pair: wave[0], Phase: fsm.PhaseStandbyApply, Cause: cause}, "start " + strings.Join(wave, ", ")
+}
+
+// waveNotReady is pairNotReady for each pair of a wave: the first reason.
+func waveNotReady(s *fsm.State, p fsm.Plan, wave []string) string {
+	for _, pair := range wave {
+		if why := pairNotReady(s, p, pair); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 // rollbackStep restores the pre-plan stacks: every standby-side node first

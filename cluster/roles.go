@@ -273,7 +273,7 @@ func promotion(s *fsm.State, name string, now time.Time, timeout time.Duration) 
 	for _, p := range s.PlanList() {
 		switch p.State {
 		case fsm.PlanRunning, fsm.PlanPaused, fsm.PlanRollingBack:
-			if p.Phase != "" && p.CurrentPair() == n.Pair {
+			if p.Phase != "" && p.InWave(n.Pair) {
 				return nil, "", &refusal{http.StatusConflict, fmt.Sprintf("plan %s is %s in pair %s (%s); let it finish, or abort or roll it back first", p.ID, p.State, n.Pair, p.Phase)}
 			}
 		}

@@ -181,6 +181,7 @@ func parsePlan(d *decoder, data []byte, filename string) (*Plan, error) {
 		{"on_failure", str(&p.OnFailure, "rollback or pause")},
 		{"failover_during_trial", str(&p.FailoverDuringTrial, "rollback-first or keep-patch")},
 		{"progress_deadline", duration(&p.ProgressDeadline)},
+		{"max_parallel", integer(&p.MaxParallel, "an integer >= 1")},
 	}
 	if err := d.mapping("", root, fields); err != nil {
 		return nil, err

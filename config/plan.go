@@ -33,6 +33,7 @@ type Plan struct {
 	OnFailure           string        // on_failure: OnFailureRollback (default) or OnFailurePause
 	FailoverDuringTrial string        // failover_during_trial: FailoverRollbackFirst (default) or FailoverKeepPatch
 	ProgressDeadline    time.Duration // progress_deadline: default 10m; must exceed Trial
+	MaxParallel         int           // max_parallel: pairs worked on at once after the first; default 1
 }
 
 // DefaultPlan returns a Plan with every default filled; Name, Patch and
@@ -43,6 +44,7 @@ func DefaultPlan() Plan {
 		OnFailure:           OnFailureRollback,
 		FailoverDuringTrial: FailoverRollbackFirst,
 		ProgressDeadline:    10 * time.Minute,
+		MaxParallel:         1,
 	}
 }
 
@@ -108,6 +110,9 @@ func (p *Plan) Validate() error {
 	default:
 		return invalid("failover_during_trial", fmt.Sprintf("want rollback-first or keep-patch, got %q", p.FailoverDuringTrial))
 	}
+	if p.MaxParallel < 1 {
+		return invalid("max_parallel", fmt.Sprintf("want 1 or more, got %d", p.MaxParallel))
+	}
 	if p.ProgressDeadline <= p.Trial {
 		return invalidNear("progress_deadline", "trial", fmt.Sprintf("%v must exceed trial (%v)", p.ProgressDeadline, p.Trial))
 	}
@@ -125,6 +130,7 @@ type planJSON struct {
 	OnFailure           string   `json:"on_failure"`
 	FailoverDuringTrial string   `json:"failover_during_trial"`
 	ProgressDeadline    string   `json:"progress_deadline"`
+	MaxParallel         int      `json:"max_parallel,omitempty"`
 }
 
 // MarshalJSON writes the plan with snake_case keys matching the YAML and
@@ -140,14 +146,23 @@ func (p Plan) MarshalJSON() ([]byte, error) {
 		OnFailure:           p.OnFailure,
 		FailoverDuringTrial: p.FailoverDuringTrial,
 		ProgressDeadline:    p.ProgressDeadline.String(),
+		MaxParallel:         omitOne(p.MaxParallel),
 	})
+}
+
+// omitOne leaves the default max_parallel (1) out of the JSON.
+func omitOne(n int) int {
+	if n == 1 {
+		return 0
+	}
+	return n
 }
 
 // UnmarshalJSON reads what MarshalJSON writes. Omitted fields take their
 // defaults, as in a file. It does not validate.
 func (p *Plan) UnmarshalJSON(data []byte) error {
 	d := DefaultPlan()
-	j := planJSON{OnFailure: d.OnFailure, FailoverDuringTrial: d.FailoverDuringTrial}
+	j := planJSON{OnFailure: d.OnFailure, FailoverDuringTrial: d.FailoverDuringTrial, MaxParallel: d.MaxParallel}
 	if err := strictJSON(data, &j); err != nil {
 		return fmt.Errorf("decoding plan: %w", err)
 	}
@@ -159,6 +174,7 @@ func (p *Plan) UnmarshalJSON(data []byte) error {
 		Health:              j.Health,
 		OnFailure:           j.OnFailure,
 		FailoverDuringTrial: j.FailoverDuringTrial,
+		MaxParallel:         j.MaxParallel,
 	}
 	var err error
 	if out.Trial, err = jsonDuration("trial", j.Trial, d.Trial); err != nil {

@@ -38,6 +38,7 @@ func designPlan(t *testing.T) *Plan {
 		OnFailure:           OnFailureRollback,
 		FailoverDuringTrial: FailoverRollbackFirst,
 		ProgressDeadline:    10 * time.Minute,
+		MaxParallel:         1,
 	}
 }
 
@@ -206,5 +207,26 @@ func TestLoadErrors(t *testing.T) {
 	_, err := LoadPlan(bad)
 	if want := bad + ":4: trial: want a duration"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("LoadPlan(bad) error = %v; want prefix %q", err, want)
+	}
+}
+
+func TestPlanMaxParallel(t *testing.T) {
+	base := "name: x\npatch: fix.so\ntarget: svc\n"
+	p, err := ParsePlan([]byte(base+"max_parallel: 3\n"), "plan.yaml")
+	if err != nil || p.MaxParallel != 3 {
+		t.Fatalf("ParsePlan(max_parallel: 3) = %+v, %v; want 3", p, err)
+	}
+	data, _ := json.Marshal(p)
+	var back Plan
+	if err := json.Unmarshal(data, &back); err != nil || back.MaxParallel != 3 {
+		t.Errorf("JSON round trip of max_parallel 3 = %d, %v (%s)", back.MaxParallel, err, data)
+	}
+	if p, err := ParsePlan([]byte(base), "plan.yaml"); err != nil || p.MaxParallel != 1 {
+		t.Errorf("default max_parallel = %v, %v; want 1", p, err)
+	}
+	for _, bad := range []string{"max_parallel: 0\n", "max_parallel: -2\n", "max_parallel: two\n"} {
+		if _, err := ParsePlan([]byte(base+bad), "plan.yaml"); err == nil || !strings.Contains(err.Error(), "max_parallel") {
+			t.Errorf("ParsePlan(%q) = %v; want an error naming max_parallel", bad, err)
+		}
 	}
 }

@@ -64,10 +64,18 @@ func (c *SubmitPlan) apply(x *applyCtx) error {
 		return refuse(ErrConflict, "plan %s (%s) already works on target %s; wait for it, or abort or roll it back", p.ID, p.State, spec.Target)
 	}
 	if spec.ProgressDeadline > 0 {
-		trials := time.Duration(2*len(spec.Pairs)) * spec.Trial
+		waves := 0
+		for i := 0; i < len(spec.Pairs); i += (Plan{Spec: spec}).waveSize(i) {
+			waves++
+		}
+		trials := time.Duration(2*waves) * spec.Trial
 		if spec.ProgressDeadline < trials {
-			return refuse(ErrInvalid, "progress_deadline %v is shorter than the trials alone (%d pairs x 2 x %v = %v)",
-				spec.ProgressDeadline, len(spec.Pairs), spec.Trial, trials)
+			unit := "pairs"
+			if waves != len(spec.Pairs) {
+				unit = "waves of pairs"
+			}
+			return refuse(ErrInvalid, "progress_deadline %v is shorter than the trials alone (%d %s x 2 x %v = %v)",
+				spec.ProgressDeadline, waves, unit, spec.Trial, trials)
 		}
 	}
 	// Every check passed: create the plan.
@@ -133,8 +141,8 @@ func (p Plan) next() (pairIndex int, ph Phase, ok bool) {
 	if i := p.Phase.index(); i < len(Phases())-1 {
 		return p.PairIndex, Phases()[i+1], true
 	}
-	if p.PairIndex+1 < len(p.Spec.Pairs) {
-		return p.PairIndex + 1, PhaseStandbyApply, true
+	if i := p.PairIndex + p.waveSize(p.PairIndex); i < len(p.Spec.Pairs) {
+		return i, PhaseStandbyApply, true
 	}
 	return 0, "", false
 }
@@ -151,16 +159,17 @@ func (x *applyCtx) checkLeave(p *Plan) error {
 		}
 		return nil
 	}
-	node := p.PhaseNode()
-	want := p.stack(node)
-	desired := x.s.Desired[node][p.Spec.Target]
-	if !equalStacks(desired, want) {
-		return refuse(ErrConflict, "plan %s: node %s has not been given the plan's stack for %s yet (desired %s; want %s)",
-			p.ID, node, p.Spec.Target, orNone(PatchIDs(desired)), orNone(PatchIDs(want)))
-	}
-	if !x.s.NodeConverged(node, p.Spec.Target) {
-		return refuse(ErrConflict, "plan %s: node %s has not converged on %s (desired %s; observed %s)",
-			p.ID, node, p.Spec.Target, orNone(PatchIDs(desired)), orNone(x.s.Observed[node][p.Spec.Target].Active))
+	for _, node := range p.PhaseNodes() {
+		want := p.stack(node)
+		desired := x.s.Desired[node][p.Spec.Target]
+		if !equalStacks(desired, want) {
+			return refuse(ErrConflict, "plan %s: node %s has not been given the plan's stack for %s yet (desired %s; want %s)",
+				p.ID, node, p.Spec.Target, orNone(PatchIDs(desired)), orNone(PatchIDs(want)))
+		}
+		if !x.s.NodeConverged(node, p.Spec.Target) {
+			return refuse(ErrConflict, "plan %s: node %s has not converged on %s (desired %s; observed %s)",
+				p.ID, node, p.Spec.Target, orNone(PatchIDs(desired)), orNone(x.s.Observed[node][p.Spec.Target].Active))
+		}
 	}
 	return nil
 }
@@ -202,10 +211,10 @@ func (c *PlanPhase) apply(x *applyCtx) error {
 		return refuse(ErrNotFound, "pair %s is not in plan %s (pairs: %s)", c.Pair, p.ID, strings.Join(p.Spec.Pairs, ", "))
 	}
 	if p.State == PlanRunning && pairIndex == p.PairIndex && c.Phase == p.Phase {
-		x.noop("plan %s is already at %s", p.ID, phaseString(c.Pair, c.Phase))
+		x.noop("plan %s is already at %s", p.ID, p.PhaseString())
 		return nil
 	}
-	prev := phaseString(p.CurrentPair(), p.Phase)
+	prev := p.PhaseString()
 	cur := prev
 	if cur == "" {
 		cur = "the start"
@@ -229,40 +238,43 @@ func (c *PlanPhase) apply(x *applyCtx) error {
 	if err := x.checkLeave(&p); err != nil {
 		return err
 	}
+	wave := p.WaveAt(pairIndex)
 	switch c.Phase {
 	case PhaseStandbyApply:
-		// The sides of a pair are fixed when it starts, from the roles then.
-		active, standby := x.s.PairRoles(c.Pair)
-		var planNodes []string
-		for _, st := range p.Steps {
-			if st.Pair == c.Pair {
-				planNodes = append(planNodes, st.Node)
+		for _, pair := range wave {
+			// The sides of a pair are fixed when it starts, from the roles then.
+			active, standby := x.s.PairRoles(pair)
+			var planNodes []string
+			for _, st := range p.Steps {
+				if st.Pair == pair {
+					planNodes = append(planNodes, st.Node)
+				}
 			}
-		}
-		if active == "" || standby == "" || !slices.Contains(planNodes, active) || !slices.Contains(planNodes, standby) {
-			return refuse(ErrConflict, "plan %s: pair %s does not have one active and one standby among %s", p.ID, c.Pair, strings.Join(planNodes, ", "))
-		}
-		if err := x.checkPairReady(&p, c.Pair); err != nil {
-			return err
-		}
-		for i := range p.Steps {
-			switch p.Steps[i].Node {
-			case active:
-				p.Steps[i].Side = SideActive
-			case standby:
-				p.Steps[i].Side = SideStandby
+			if active == "" || standby == "" || !slices.Contains(planNodes, active) || !slices.Contains(planNodes, standby) {
+				return refuse(ErrConflict, "plan %s: pair %s does not have one active and one standby among %s", p.ID, pair, strings.Join(planNodes, ", "))
+			}
+			if err := x.checkPairReady(&p, pair); err != nil {
+				return err
+			}
+			for i := range p.Steps {
+				switch p.Steps[i].Node {
+				case active:
+					p.Steps[i].Side = SideActive
+				case standby:
+					p.Steps[i].Side = SideStandby
+				}
 			}
 		}
 	case PhaseActiveApply:
-		if err := x.checkPairReady(&p, c.Pair); err != nil {
-			return err
+		for _, pair := range wave {
+			if err := x.checkPairReady(&p, pair); err != nil {
+				return err
+			}
 		}
 	}
 	// Every check passed: move on.
 	if p.State == PlanRunning && p.Phase.Trial() {
-		if i := p.step(p.PhaseNode()); i >= 0 {
-			p.Steps[i].TrialPassed = x.at
-		}
+		x.trialsPassed(&p)
 	}
 	if p.State == PlanPending {
 		x.setState(&p, PlanRunning, c.Cause)
@@ -272,11 +284,7 @@ func (c *PlanPhase) apply(x *applyCtx) error {
 	switch {
 	case c.Phase.Trial():
 		p.PhaseDeadline = x.at.Add(p.Spec.Trial)
-		if i := p.step(p.PhaseNode()); i >= 0 {
-			p.Steps[i].TrialStarted = x.at
-			obs := x.s.Observed[p.PhaseNode()][p.Spec.Target]
-			p.Steps[i].TrialPid, p.Steps[i].TrialPidStart = obs.Pid, obs.PidStart
-		}
+		x.trialsStarted(&p)
 	case !c.Deadline.IsZero():
 		p.PhaseDeadline = c.Deadline
 	default:
@@ -284,8 +292,29 @@ func (c *PlanPhase) apply(x *applyCtx) error {
 	}
 	x.s.Plans[p.ID] = p
 	x.record(Event{Plan: p.ID, Pair: c.Pair, Node: p.PhaseNode(), Kind: EventPlanPhase,
-		From: prev, To: phaseString(c.Pair, c.Phase), Cause: c.Cause})
+		From: prev, To: p.PhaseString(), Cause: c.Cause})
 	return nil
+}
+
+// trialsStarted marks the trial of every node of the current phase
+// started, with the process it watches.
+func (x *applyCtx) trialsStarted(p *Plan) {
+	for _, n := range p.PhaseNodes() {
+		if i := p.step(n); i >= 0 {
+			p.Steps[i].TrialStarted = x.at
+			obs := x.s.Observed[n][p.Spec.Target]
+			p.Steps[i].TrialPid, p.Steps[i].TrialPidStart = obs.Pid, obs.PidStart
+		}
+	}
+}
+
+// trialsPassed marks the trial of every node of the current phase passed.
+func (x *applyCtx) trialsPassed(p *Plan) {
+	for _, n := range p.PhaseNodes() {
+		if i := p.step(n); i >= 0 {
+			p.Steps[i].TrialPassed = x.at
+		}
+	}
 }
 
 func (c *CompletePlan) apply(x *applyCtx) error {
@@ -301,14 +330,12 @@ func (c *CompletePlan) apply(x *applyCtx) error {
 		return refuse(ErrConflict, "plan %s is %s; only a running plan completes", p.ID, p.State)
 	}
 	if _, _, more := p.next(); more || p.Phase != PhaseActiveTrial {
-		return refuse(ErrConflict, "plan %s is at %s; it completes after the active trial of its last pair", p.ID, phaseString(p.CurrentPair(), p.Phase))
+		return refuse(ErrConflict, "plan %s is at %s; it completes after the active trial of its last pair", p.ID, p.PhaseString())
 	}
 	if err := x.checkLeave(&p); err != nil {
 		return err
 	}
-	if i := p.step(p.PhaseNode()); i >= 0 {
-		p.Steps[i].TrialPassed = x.at
-	}
+	x.trialsPassed(&p)
 	x.setState(&p, PlanCompleted, c.Cause)
 	x.s.Plans[p.ID] = p
 	return nil
@@ -360,11 +387,7 @@ func (c *ResumePlan) apply(x *applyCtx) error {
 	case p.Phase.Trial():
 		// A trial interrupted by a pause starts again.
 		p.PhaseStarted, p.PhaseDeadline = x.at, x.at.Add(p.Spec.Trial)
-		if i := p.step(p.PhaseNode()); i >= 0 {
-			p.Steps[i].TrialStarted = x.at
-			obs := x.s.Observed[p.PhaseNode()][p.Spec.Target]
-			p.Steps[i].TrialPid, p.Steps[i].TrialPidStart = obs.Pid, obs.PidStart
-		}
+		x.trialsStarted(&p)
 	case !p.PhaseDeadline.IsZero():
 		p.PhaseDeadline = p.PhaseDeadline.Add(paused)
 	}
@@ -529,9 +552,9 @@ func (c *SetDesired) apply(x *applyCtx) error {
 	var want []PatchRef
 	switch p.State {
 	case PlanRunning:
-		if p.Phase.Trial() || p.CurrentPair() != st.Pair || p.Phase.Side() != st.Side {
+		if p.Phase.Trial() || !p.InWave(st.Pair) || p.Phase.Side() != st.Side {
 			return refuse(ErrConflict, "plan %s is at %s; node %s (%s of pair %s) is patched only in its %s_apply phase",
-				p.ID, phaseString(p.CurrentPair(), p.Phase), c.Node, st.Side, st.Pair, st.Side)
+				p.ID, p.PhaseString(), c.Node, st.Side, st.Pair, st.Side)
 		}
 		want = p.stack(c.Node)
 	case PlanRollingBack:

@@ -701,6 +701,9 @@ func (c *SubmitPlan) validate() error {
 	if s.ProgressDeadline < 0 {
 		return refuse(ErrInvalid, "progress_deadline %v is negative", s.ProgressDeadline)
 	}
+	if s.MaxParallel < 0 {
+		return refuse(ErrInvalid, "max_parallel %d is negative", s.MaxParallel)
+	}
 	switch s.OnFailure {
 	case "", OnFailureRollback, OnFailurePause:
 	default:

@@ -132,12 +132,68 @@ func (p Plan) CurrentPair() string {
 	return p.Spec.Pairs[p.PairIndex]
 }
 
-// PhaseNode returns the node the current phase works on, "" before start.
+// PhaseNode returns the node the current phase works on (the first of
+// the wave's), "" before start.
 func (p Plan) PhaseNode() string {
 	if p.Phase == "" {
 		return ""
 	}
 	return p.sideNode(p.CurrentPair(), p.Phase.Side())
+}
+
+// waveSize returns how many pairs are worked on together from pair index
+// i: the first pair alone, then up to Spec.MaxParallel at a time.
+func (p Plan) waveSize(i int) int {
+	left := len(p.Spec.Pairs) - i
+	if left <= 0 {
+		return 0
+	}
+	if i == 0 || p.Spec.MaxParallel <= 1 {
+		return 1
+	}
+	return min(p.Spec.MaxParallel, left)
+}
+
+// WaveAt returns the pairs worked on together from pair index i (i must
+// start a wave: 0, then each wave's start plus its size).
+func (p Plan) WaveAt(i int) []string {
+	if i < 0 || i >= len(p.Spec.Pairs) {
+		return nil
+	}
+	return p.Spec.Pairs[i : i+p.waveSize(i)]
+}
+
+// WavePairs returns the pairs the current phase works on: the current
+// pair and those worked on with it; nil before start.
+func (p Plan) WavePairs() []string {
+	if p.Phase == "" {
+		return nil
+	}
+	return p.WaveAt(p.PairIndex)
+}
+
+// InWave reports whether the current phase works on pair.
+func (p Plan) InWave(pair string) bool { return slices.Contains(p.WavePairs(), pair) }
+
+// PhaseNodes returns the nodes the current phase works on, one per pair
+// of the wave, in rollout order; nil before start.
+func (p Plan) PhaseNodes() []string {
+	var out []string
+	for _, pair := range p.WavePairs() {
+		if n := p.sideNode(pair, p.Phase.Side()); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// PhaseString names the current phase: "PAIR/PHASE", or
+// "PAIR+PAIR/PHASE" for a wave; "" before start.
+func (p Plan) PhaseString() string {
+	if p.Phase == "" {
+		return ""
+	}
+	return strings.Join(p.WavePairs(), "+") + "/" + string(p.Phase)
 }
 
 func (p Plan) sideNode(pair string, side Side) string {

@@ -314,8 +314,13 @@ type PlanSpec struct {
 	FailoverDuringTrial FailoverPolicy `json:"failover_during_trial"` // default rollback-first
 	// ProgressDeadline bounds the whole plan from submission; 0 means none.
 	ProgressDeadline time.Duration `json:"progress_deadline"`
-	SubmittedBy      string        `json:"submitted_by"`
-	SubmittedAt      time.Time     `json:"submitted_at"` // set from the command time
+	// MaxParallel is how many pairs are worked on at once after the first
+	// pair, which is always alone (0 and 1: one at a time). Pairs worked
+	// on together go through each phase together (a wave): every standby
+	// of the wave is patched and tried before any of its actives.
+	MaxParallel int       `json:"max_parallel,omitempty"`
+	SubmittedBy string    `json:"submitted_by"`
+	SubmittedAt time.Time `json:"submitted_at"` // set from the command time
 	// SignedBy is the trusted key (base64 ed25519 public key) that
 	// verified the module's signature at submission; "" when the leader had
 	// no trusted_keys.

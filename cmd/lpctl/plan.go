@@ -230,7 +230,7 @@ func phase(p fsm.Plan) string {
 	if p.Phase == "" || p.State.Terminal() {
 		return "-"
 	}
-	return p.CurrentPair() + "/" + string(p.Phase)
+	return p.PhaseString()
 }
 
 func planShowCommand(a *app) *cobra.Command {
