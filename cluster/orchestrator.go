@@ -249,7 +249,11 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fs
 		if why := waveNotReady(s, p, p.WavePairs()); why != "" {
 			return nil, why
 		}
-		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: fsm.PhaseActiveApply, Cause: cause}, "patch the actives of " + strings.Join(p.WavePairs(), ", ")
+		what := "patch the active of " + pair
+		if len(nodes) > 1 {
+			what = "patch the actives of " + strings.Join(p.WavePairs(), ", ")
+		}
+		return &fsm.PlanPhase{Plan: p.ID, Pair: pair, Phase: fsm.PhaseActiveApply, Cause: cause}, what
 	}
 	i := p.PairIndex + len(p.WavePairs())
 	if i >= len(p.Spec.Pairs) {
@@ -259,7 +263,7 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fs
 	if why := waveNotReady(s, p, wave); why != "" {
 		return nil, why
 	}
-	return &fsm.PlanPhase{Plan: p.ID, Pair: wave[0], Phase: fsm.PhaseStandbyApply, Cause: cause}, "start " + strings.Join(wave, ", ")
+	return &fsm.PlanPhase{Plan: p.ID, Pair: wave[0], Phase: fsm.PhaseStandbyApply, Cause: cause}, "start pair " + strings.Join(wave, ", ")
 }
 
 // waveNotReady is pairNotReady for each pair of a wave: the first reason.
