@@ -47,6 +47,9 @@ type Options struct {
 	Mode        string        // ModeInject (default) or ModeDlopen
 	Consistency string        // "function" (default) or "entry"
 	Timeout     time.Duration // activation deadline, retries included (default 5s)
+	// DebugDir is where separate debug files of stripped targets are
+	// found (by build-id and .gnu_debuglink); default /usr/lib/debug.
+	DebugDir string
 	// StackScan is how many bytes of each thread's stack, from its stack
 	// pointer up, are searched for return addresses (default 64 KiB).
 	StackScan int
@@ -139,7 +142,7 @@ func ApplyModule(ctx context.Context, pid int, m *module.Module, opts Options) (
 	}
 	// Everything that can be checked without touching the target is checked
 	// first: bad input changes nothing.
-	space, err := openSpace(pid)
+	space, err := openSpace(pid, opts.DebugDir)
 	if err != nil {
 		return nil, err
 	}
@@ -197,12 +200,17 @@ func (s *session) windowPhases(st windowStats) {
 	s.phases = append(s.phases, Phase{"window.stop", st.Times.Stop}, Phase{"window.inside", st.Times.Inside}, Phase{"window.release", st.Times.Release})
 }
 
-func openSpace(pid int) (*proc.Space, error) {
+func openSpace(pid int, debugDir string) (*proc.Space, error) {
 	if err := checkTarget(pid); err != nil {
 		return nil, err
 	}
 	// proc's errors name the pid already.
-	return proc.Open(pid)
+	space, err := proc.Open(pid)
+	if err != nil {
+		return nil, err
+	}
+	space.DebugDir = debugDir
+	return space, nil
 }
 
 func resolveTargets(space *proc.Space, m *module.Module) ([]target, error) {
@@ -567,7 +575,7 @@ func Revert(ctx context.Context, pid int, id string, cascade bool, opts Options)
 		return nil, err
 	}
 	start := time.Now()
-	space, err := openSpace(pid)
+	space, err := openSpace(pid, opts.DebugDir)
 	if err != nil {
 		return nil, err
 	}

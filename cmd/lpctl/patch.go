@@ -13,6 +13,7 @@ import (
 
 	"lp/engine"
 	"lp/engine/module"
+	"lp/engine/proc"
 )
 
 // patchCommand holds the local verbs: they act on a process of this host
@@ -40,11 +41,12 @@ type engineFlags struct {
 	mode        string
 	consistency string
 	timeout     time.Duration
+	debugDir    string
 }
 
 func (f *engineFlags) options(a *app) engine.Options {
 	return engine.Options{
-		Mode: f.mode, Consistency: f.consistency, Timeout: f.timeout,
+		Mode: f.mode, Consistency: f.consistency, Timeout: f.timeout, DebugDir: f.debugDir,
 		Logf: func(format string, args ...any) { fmt.Fprintf(a.stderr, "lpctl: "+format+"\n", args...) },
 	}
 }
@@ -56,6 +58,7 @@ func (f *engineFlags) register(c *cobra.Command, withMode bool) {
 	}
 	c.Flags().StringVar(&f.consistency, "consistency", "function", "function (no thread in a replaced function) or entry (only the overwritten bytes)")
 	c.Flags().DurationVar(&f.timeout, "timeout", engine.DefaultTimeout, "give up activation after this long")
+	c.Flags().StringVar(&f.debugDir, "debug-dir", proc.DefaultDebugDir, "where separate debug files of stripped targets are found (DIR/.build-id/xx/rest.debug, .gnu_debuglink)")
 	_ = c.MarkFlagRequired("pid")
 }
 

@@ -225,8 +225,9 @@ func splitVersion(s string) (name, version string, hidden bool) {
 // readSymbols returns the defined symbols of f from .dynsym and .symtab.
 // Undefined, absolute, common, section and file symbols are skipped. A
 // symbol present in both tables appears twice; callers deduplicate by
-// value.
-func readSymbols(f *elf.File) ([]rawSym, error) {
+// value. Without withDynamic only .symtab is read (a separate debug file
+// has no usable .dynsym).
+func readSymbols(f *elf.File, withDynamic bool) ([]rawSym, error) {
 	var out []rawSym
 	add := func(syms []elf.Symbol, dynamic bool) {
 		for _, s := range syms {
@@ -259,7 +260,9 @@ func readSymbols(f *elf.File) ([]rawSym, error) {
 		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 			return fmt.Errorf("reading .dynsym: %w", err)
 		}
-		add(dyn, true)
+		if withDynamic {
+			add(dyn, true)
+		}
 		st, err := f.Symbols()
 		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
 			return fmt.Errorf("reading .symtab: %w", err)

@@ -231,7 +231,7 @@ func FuzzELF(f *testing.F) {
 			return
 		}
 		BuildID(ef)
-		readSymbols(ef)
+		readSymbols(ef, true)
 		var loads []*elf.Prog
 		for _, p := range ef.Progs {
 			if p.Type == elf.PT_LOAD {

@@ -63,6 +63,12 @@ type Space struct {
 	// build-id note is malformed stays in Objects with BuildID "" and is
 	// listed here too.
 	Problems []error
+	// DebugDir is where separate debug files are looked for, by build-id
+	// (DebugDir/.build-id/xx/rest.debug) and by .gnu_debuglink
+	// (DebugDir/<directory of the object>/NAME, besides the object's own
+	// directory and its .debug/), when an object has no .symtab. Empty
+	// means DefaultDebugDir. Set it before the first lookup.
+	DebugDir string
 	// Hole configures FindHole and FindHoleNearAll. Open sets it from
 	// DefaultHoleConfig, raised to the system's vm.mmap_min_addr and to the
 	// target's stack size limit.
@@ -84,6 +90,9 @@ type lazySyms struct {
 	once sync.Once
 	tab  *symtab
 	err  error
+	// missing says, for a stripped file whose debug file was not found,
+	// its build-id and where lp looked ("" otherwise).
+	missing string
 }
 
 // Open takes a snapshot of the address space of pid: its mappings, and the
@@ -425,8 +434,10 @@ func computeBias(g []Mapping, loads []*elf.Prog) (uint64, error) {
 	return 0, fmt.Errorf("%w: no mapping at %#x (offset %#x) matches a PT_LOAD segment", ErrNotLoaded, g[0].Start, g[0].Offset)
 }
 
-// symbols returns the object's symbol table, reading it on first use.
-func (o *Object) symbols() (*symtab, error) {
+// symbols returns the object's symbol table, reading it on first use; a
+// stripped object's .symtab is read from its separate debug file, found
+// under debugDir.
+func (o *Object) symbols(debugDir string) (*symtab, error) {
 	ls := o.syms
 	if ls == nil {
 		return nil, fmt.Errorf("object %s has no symbol source", o.Path)
@@ -443,10 +454,19 @@ func (o *Object) symbols() (*symtab, error) {
 			ls.err = fmt.Errorf("reading symbols of %s: %w", o.Path, err)
 			return
 		}
-		raw, err := readSymbols(f)
+		raw, err := readSymbols(f, true)
 		if err != nil {
 			ls.err = fmt.Errorf("reading symbols of %s: %w", o.Path, err)
 			return
+		}
+		if f.Section(".symtab") == nil {
+			more, missing, err := debugSymbols(f, o.Path, o.BuildID, debugDir)
+			if err != nil {
+				ls.err = err
+				return
+			}
+			raw = append(raw, more...)
+			ls.missing = missing
 		}
 		ls.tab = newSymtab(raw)
 	})

@@ -32,6 +32,9 @@ type LookupError struct {
 	Searched int      // objects searched
 	Addrs    []uint64 // the competing definitions, for ErrAmbiguousSymbol
 	Err      error    // ErrSymbolNotFound or ErrAmbiguousSymbol
+	// Missing lists the searched objects that are stripped and whose debug
+	// file was not found: build-id and where lp looked.
+	Missing []string
 }
 
 func (e *LookupError) Error() string {
@@ -44,10 +47,23 @@ func (e *LookupError) Error() string {
 		return fmt.Sprintf("symbol %q is ambiguous in %s of pid %d: %d definitions at %s (use an address)",
 			e.Name, e.Object, e.Pid, len(e.Addrs), strings.Join(as, ", "))
 	case e.Object != "":
-		return fmt.Sprintf("symbol %q not found in %s of pid %d", e.Name, e.Object, e.Pid)
+		return fmt.Sprintf("symbol %q not found in %s of pid %d", e.Name, e.Object, e.Pid) + e.missing()
 	default:
-		return fmt.Sprintf("symbol %q not found in pid %d (searched %d objects)", e.Name, e.Pid, e.Searched)
+		return fmt.Sprintf("symbol %q not found in pid %d (searched %d objects)", e.Name, e.Pid, e.Searched) + e.missing()
 	}
+}
+
+func (e *LookupError) missing() string {
+	if len(e.Missing) == 0 {
+		return ""
+	}
+	// The first searched (the executable before libraries) is the one
+	// that matters most; the others are counted.
+	more := ""
+	if n := len(e.Missing) - 1; n > 0 {
+		more = fmt.Sprintf(" (and %d more stripped objects without a debug file)", n)
+	}
+	return "; " + e.Missing[0] + more
 }
 
 func (e *LookupError) Unwrap() error { return e.Err }
@@ -203,14 +219,16 @@ func (s *Space) LookupGlobal(name string) (Symbol, error) {
 
 func (s *Space) lookup(name string, onlyGlobal bool) (Symbol, error) {
 	order := s.searchOrder()
+	var missing []string
 	for _, o := range order {
 		sym, err := s.findIn(o, name, onlyGlobal)
-		if errors.Is(err, ErrSymbolNotFound) {
+		if le := (*LookupError)(nil); errors.As(err, &le) && errors.Is(err, ErrSymbolNotFound) {
+			missing = append(missing, le.Missing...)
 			continue
 		}
 		return sym, err
 	}
-	return Symbol{}, &LookupError{Name: name, Pid: s.Pid, Searched: len(order), Err: ErrSymbolNotFound}
+	return Symbol{}, &LookupError{Name: name, Pid: s.Pid, Searched: len(order), Err: ErrSymbolNotFound, Missing: missing}
 }
 
 // LookupIn is Lookup inside one object of this space only.
@@ -219,13 +237,17 @@ func (s *Space) LookupIn(obj *Object, name string) (Symbol, error) {
 }
 
 func (s *Space) findIn(o *Object, name string, onlyGlobal bool) (Symbol, error) {
-	t, err := o.symbols()
+	t, err := o.symbols(s.debugDir())
 	if err != nil {
 		return Symbol{}, fmt.Errorf("looking up %q in pid %d: %w", name, s.Pid, err)
 	}
 	r, competing, ok := t.find(name, onlyGlobal)
 	if !ok {
-		return Symbol{}, &LookupError{Name: name, Pid: s.Pid, Object: o.Path, Searched: 1, Err: ErrSymbolNotFound}
+		le := &LookupError{Name: name, Pid: s.Pid, Object: o.Path, Searched: 1, Err: ErrSymbolNotFound}
+		if o.syms.missing != "" {
+			le.Missing = []string{o.syms.missing}
+		}
+		return Symbol{}, le
 	}
 	if competing != nil {
 		addrs := make([]uint64, len(competing))
@@ -246,7 +268,7 @@ func (s *Space) FuncAt(addr uint64) (Symbol, bool) {
 	if !ok {
 		return Symbol{}, false
 	}
-	t, err := o.symbols()
+	t, err := o.symbols(s.debugDir())
 	if err != nil {
 		return Symbol{}, false
 	}
