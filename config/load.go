@@ -114,6 +114,7 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 		{"trusted_keys", strList(&n.TrustedKeys, "a list of public keys", "a public key")},
 		{"insecure", boolean(&n.Insecure)},
 		{"exec_checks", str(&n.ExecChecks, "allow or deny")},
+		{"debug_dir", str(&n.DebugDir, "a directory")},
 		{"tokens", func(d *decoder, path string, v *yaml.Node) error {
 			return d.sequence(path, v, "a list of {name, role, sha256}", func(path string, v *yaml.Node) error {
 				var t Token

@@ -62,6 +62,7 @@ type Node struct {
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
 	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
+	DebugDir        string            // debug_dir: where separate debug files of stripped targets are found
 }
 
 // Token is one bearer token of lpd.yaml's tokens: a client presenting
@@ -118,8 +119,13 @@ func DefaultNode() Node {
 		Roles:         RolesManaged,
 		FailoverAfter: 2 * time.Second,
 		ExecChecks:    ExecAllow,
+		DebugDir:      DefaultDebugDir,
 	}
 }
+
+// DefaultDebugDir is the default debug_dir, where distributions install
+// separate debug files.
+const DefaultDebugDir = "/usr/lib/debug"
 
 // Unsupported lists the keys that are set in n but that lpd does not
 // implement yet, so that lpd can warn instead of silently ignoring them.
@@ -265,6 +271,9 @@ func (n *Node) validateNetwork() error {
 func (n *Node) validateSecurity() error {
 	if ip := net.ParseIP(n.Bind); ip != nil && !ip.IsLoopback() && n.TLS == (TLS{}) && !n.Insecure {
 		return invalidNear("bind", "tls", fmt.Sprintf("%s is not a loopback address and tls is not set: anyone who reaches it could patch this host; set tls (lpctl tls init), or insecure: true to run open anyway", n.Bind))
+	}
+	if !filepath.IsAbs(n.DebugDir) {
+		return invalid("debug_dir", fmt.Sprintf("want an absolute directory, got %q", n.DebugDir))
 	}
 	switch n.ExecChecks {
 	case ExecAllow, ExecDeny:

@@ -66,6 +66,7 @@ func TestLoadNodeDesignExample(t *testing.T) {
 		GossipKey:   key,
 		TrustedKeys: []string{"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="},
 		ExecChecks:  ExecAllow,
+		DebugDir:    DefaultDebugDir,
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("LoadNode(%s) =\n%+v\nwant\n%+v", path, n, want)
@@ -269,6 +270,8 @@ func TestParseNodeErrors(t *testing.T) {
 		{"non-loopback bind without tls", minimalNode + "bind: 192.0.2.7\n", 5, "bind", ErrInvalid, "192.0.2.7 is not a loopback address and tls is not set"},
 		{"insecure not bool", minimalNode + "insecure: maybe\n", 5, "insecure", ErrType, `want true or false, got "maybe"`},
 		{"exec_checks unknown", minimalNode + "exec_checks: sometimes\n", 5, "exec_checks", ErrInvalid, `want allow or deny, got "sometimes"`},
+		{"debug_dir relative", minimalNode + "debug_dir: debug\n", 5, "debug_dir", ErrInvalid, `want an absolute directory, got "debug"`},
+		{"debug_dir not a string", minimalNode + "debug_dir: [a]\n", 5, "debug_dir", ErrType, "want a directory"},
 		{"tokens a mapping", minimalNode + "tokens: {name: ci}\n", 5, "tokens", ErrType, "want a list of {name, role, sha256}"},
 		{"token unknown key", minimalNode + "tokens:\n  - {name: ci, role: operator, secret: x}\n", 6, "tokens[0]", ErrUnknownKey, `unknown key "secret"`},
 		{"token bad sha256", minimalNode + "tokens:\n  - {name: ci, role: operator, sha256: hunter2}\n", 6, "tokens[0].sha256", ErrInvalid, "want the 64 hex digits of the secret's sha256 (printf %s SECRET | sha256sum), got 7 characters"},

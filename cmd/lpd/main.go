@@ -127,7 +127,8 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 		log.Warn("raft and memberlist metrics are not exported", "err", err)
 	}
 	cfg.Patcher = cluster.EnginePatcher{Options: engine.Options{
-		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...), "component", "engine") },
+		DebugDir: n.DebugDir,
+		Logf:     func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...), "component", "engine") },
 	}}
 	cfg.Logger = log
 	cfg.Gossip = gossip
