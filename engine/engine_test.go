@@ -432,11 +432,12 @@ func TestStressApplyRevert(t *testing.T) {
 		// Every tenth cycle with function consistency, the rest with entry
 		// consistency (PANNUS): 8 threads spinning through classify make
 		// "no thread anywhere in classify" a matter of retries.
-		opts := Options{Consistency: "entry"}
+		// A thread preempted inside classify (or inside its first bytes)
+		// stays there while the machine is busy: give retries more room
+		// than the default.
+		opts := Options{Consistency: "entry", Timeout: 60 * time.Second}
 		if i%10 == 0 {
-			// A thread preempted inside classify stays there while the
-			// machine is busy: give retries more room than the default.
-			opts.Consistency, opts.Timeout = "function", 60*time.Second
+			opts.Consistency = "function"
 		}
 		res, err := Apply(context.Background(), tg.Pid, so, opts)
 		if err != nil {
