@@ -17,6 +17,7 @@ import (
 
 	"lp/cluster/api"
 	"lp/fsm"
+	"lp/heartbeat"
 )
 
 // lpdProc is one real lpd process of an end-to-end test.
@@ -533,6 +534,51 @@ func TestEndToEnd(t *testing.T) {
 		}
 		for _, s := range c.services("a1", "b1") {
 			s.waitValue(t, 42, 5*time.Second)
+		}
+	})
+
+	t.Run("SIGSTOP of the patched standby's lpd in its trial rolls back", func(t *testing.T) {
+		// b2 is a non-voter, never the leader: the time measured is
+		// detection plus one orchestrator step, with no election.
+		path := c.writePlan("plan5.yaml", "name: stopped\npatch: fix.so\ntarget: svc\npairs: [pair-2]\ntrial: 1m\n")
+		out, errOut, code := c.ctl("w", "plan", "submit", path)
+		if code != 0 {
+			t.Fatalf("plan submit: exit %d; stderr %q", code, errOut)
+		}
+		id := strings.TrimSpace(out)
+		c.waitFor(20*time.Second, "pair-2 standby trial", func() bool {
+			p := c.plan("w", id).Plan
+			return p.Phase == fsm.PhaseStandbyTrial || p.State.Terminal()
+		})
+		c.signal("b2", syscall.SIGSTOP)
+		stopped := time.Now()
+		resumed := false
+		defer func() {
+			if !resumed {
+				c.signal("b2", syscall.SIGCONT)
+			}
+		}()
+		// Bound: memberlist's worst detection plus the suspect bound, on
+		// the default timing, with room for a loaded machine; the time
+		// itself is measured by BenchmarkLoadedHeartbeat.
+		g := heartbeat.LANFast()
+		_, worst := g.ExpectedDetection(5)
+		bound := 10 * (worst + g.SuspectBound(5))
+		var p fsm.Plan
+		c.waitFor(bound, "plan "+id+" to fail", func() bool {
+			p = c.plan("w", id).Plan
+			return p.State != fsm.PlanRunning
+		})
+		t.Logf("SIGSTOP of b2 to plan %s: %v (%s)", p.State, time.Since(stopped), p.Reason)
+		if !strings.Contains(p.Reason, "node b2 is") {
+			t.Errorf("plan failed with %q; want it to name b2's loss", p.Reason)
+		}
+		c.signal("b2", syscall.SIGCONT)
+		resumed = true
+		c.waitPlanState("w", id, fsm.PlanRolledBack, 30*time.Second)
+		c.waitAlive("b2")
+		for _, s := range c.services("a2", "b2") {
+			s.waitValue(t, 42, 20*time.Second)
 		}
 	})
 

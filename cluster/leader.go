@@ -92,6 +92,9 @@ func (n *Node) lead(ctx context.Context) {
 		if f, fok := n.nextFailover(); fok && (!ok || f.Before(d)) {
 			d, ok = f, true
 		}
+		if f, fok := n.nextSuspectEnd(); fok && (!ok || f.Before(d)) {
+			d, ok = f, true
+		}
 		// A deadline already past is the ticker's business: a step that
 		// waits for something else after it must not spin this loop.
 		if ok && time.Until(d) > 0 {
@@ -176,6 +179,27 @@ func (n *Node) nextFailover() (time.Time, bool) {
 	return next, found
 }
 
+// nextSuspectEnd returns the earliest time ahead at which a suspect node
+// outlasts its SuspectBound (just after it, when runningFailure sees it).
+func (n *Node) nextSuspectEnd() (time.Time, bool) {
+	now := time.Now()
+	var (
+		next  time.Time
+		found bool
+	)
+	n.fsm.View(func(s *fsm.State) {
+		for _, nd := range s.Nodes {
+			if nd.Status != fsm.StatusSuspect {
+				continue
+			}
+			if at := nd.SuspectSince.Add(nd.SuspectBound + time.Millisecond); at.After(now) && (!found || at.Before(next)) {
+				next, found = at, true
+			}
+		}
+	})
+	return next, found
+}
+
 // reconcileMembers makes the raft configuration and the FSM's node status
 // and health follow gossip: alive servers become voters and other nodes
 // non-voters; nodes that left gracefully leave the raft configuration (dead
@@ -209,7 +233,11 @@ func (n *Node) reconcileMembers() {
 		for _, m := range members {
 			if node, ok := s.Nodes[m.Name]; ok {
 				if st := memberStatus(m.State); st != node.Status {
-					cmds = append(cmds, &fsm.SetNodeStatus{Node: m.Name, Status: st, Cause: "gossip: " + string(m.State)})
+					c := &fsm.SetNodeStatus{Node: m.Name, Status: st, Cause: "gossip: " + string(m.State)}
+					if st == fsm.StatusSuspect {
+						c.SuspectBound = n.cfg.Gossip.SuspectBound(len(members))
+					}
+					cmds = append(cmds, c)
 				}
 				if m.State == heartbeat.StateAlive {
 					healthy := m.Meta.Health == heartbeat.HealthHealthy

@@ -100,7 +100,7 @@ func pairNotReady(s *fsm.State, p fsm.Plan, pair string) string {
 // runningFailure returns why a running plan has failed, "" if it has not.
 // Failures: the progress deadline; an apply phase past its deadline; a plan
 // health check failing on the node in trial; a node of the current pair
-// suspected, dead or gone; a node the plan patched that is unhealthy, whose
+// dead, gone or suspect for longer than its bound (see lost); a node the plan patched that is unhealthy, whose
 // target exited or whose agent reports an error since it was patched.
 func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) string {
 	if deadlinePassed(p, now) {
@@ -126,8 +126,8 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 		if !ok {
 			return fmt.Sprintf("node %s was removed", st.Node)
 		}
-		if n.Status != fsm.StatusAlive {
-			return fmt.Sprintf("node %s is %s in gossip", n.Name, n.Status)
+		if why := lost(n, now); why != "" {
+			return why
 		}
 		if !patched {
 			continue
@@ -182,6 +182,24 @@ func replaced(p fsm.Plan, st fsm.NodeStep, obs fsm.Observed) string {
 			st.TrialPid, st.TrialPidStart, obs.Pid, obs.PidStart)
 	}
 	return ""
+}
+
+// lost says why node n counts as lost for a plan ("" if it does not): dead,
+// left, or suspect for longer than its SuspectBound. A shorter suspicion is
+// not a failure: memberlist refutes false suspicions of a slow but live
+// node, and a real loss turns into dead within the bound.
+func lost(n fsm.Node, now time.Time) string {
+	switch n.Status {
+	case fsm.StatusAlive:
+		return ""
+	case fsm.StatusSuspect:
+		d := now.Sub(n.SuspectSince)
+		if d <= n.SuspectBound {
+			return ""
+		}
+		return fmt.Sprintf("node %s is suspect in gossip for %v (bound %v)", n.Name, d.Round(time.Millisecond), n.SuspectBound)
+	}
+	return fmt.Sprintf("node %s is %s in gossip", n.Name, n.Status)
 }
 
 // keepPatchFailover reports whether the loss of plan node st does not fail

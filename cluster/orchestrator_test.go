@@ -158,6 +158,14 @@ func TestPlanStepFailures(t *testing.T) {
 			want: fsm.PlanRollingBack, reason: "node b1 is suspect", activeUntouched: true,
 		},
 		{
+			name: "standby suspected longer than its bound", phase: fsm.PhaseStandbyTrial,
+			at: func(s *sim, p fsm.Plan) trialFailure {
+				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusSuspect, Cause: "test", SuspectBound: time.Second})
+				return trialFailure{}
+			},
+			want: fsm.PlanRollingBack, reason: "node b1 is suspect in gossip for 1.1s (bound 1s)", activeUntouched: true,
+		},
+		{
 			name: "standby unhealthy in trial", phase: fsm.PhaseStandbyTrial,
 			at: func(s *sim, p fsm.Plan) trialFailure {
 				s.must(&fsm.SetNodeHealth{Node: "b1", Healthy: false, FailingCheck: "sip-port", CheckOutput: "refused"})
@@ -306,6 +314,45 @@ func TestPlanStepTrialNeedsCheckResults(t *testing.T) {
 	ac, _ := p.Step("a1")
 	if got := ac.TrialStarted.Add(time.Minute); s.now.After(got) {
 		t.Errorf("a1's trial failed at %v; want within the grace (%v after the trial)", s.now, trialResultGrace(p))
+	}
+}
+
+// TestRefutedSuspicionIsNotAFailure: a node suspect for less than its
+// SuspectBound, alive again afterwards, fails nothing; the plan completes.
+func TestRefutedSuspicionIsNotAFailure(t *testing.T) {
+	for _, phase := range []fsm.Phase{fsm.PhaseStandbyTrial, fsm.PhaseActiveTrial} {
+		t.Run(string(phase), func(t *testing.T) {
+			s := newSim(t, 1)
+			id := s.submit(nil)
+			for range 2000 {
+				if p := s.f.State().Plans[id]; p.Phase == phase {
+					break
+				}
+				s.run(id, 100*time.Millisecond, trialFailure{})
+			}
+			if p := s.f.State().Plans[id]; p.Phase != phase {
+				t.Fatalf("plan never reached %s (at %s, %s)", phase, p.Phase, p.State)
+			}
+			// Both members are suspected for up to their bound, twice.
+			for range 2 {
+				for _, n := range []string{"a1", "b1"} {
+					s.must(&fsm.SetNodeStatus{Node: n, Status: fsm.StatusSuspect, Cause: "test", SuspectBound: time.Second})
+				}
+				if p := s.run(id, time.Second, trialFailure{}, "a1", "b1"); p.State != fsm.PlanRunning {
+					t.Fatalf("plan is %s (%s) within the suspect bound; want running", p.State, p.Reason)
+				}
+				for _, n := range []string{"a1", "b1"} {
+					s.must(&fsm.SetNodeStatus{Node: n, Status: fsm.StatusAlive, Cause: "test"})
+				}
+				if n := s.f.State().Nodes["b1"]; !n.SuspectSince.IsZero() || n.SuspectBound != 0 {
+					t.Fatalf("alive node keeps SuspectSince %v, SuspectBound %v; want both cleared", n.SuspectSince, n.SuspectBound)
+				}
+				s.run(id, 100*time.Millisecond, trialFailure{})
+			}
+			if p := s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
+				t.Fatalf("plan is %s (%s); want completed after refuted suspicions", p.State, p.Reason)
+			}
+		})
 	}
 }
 

@@ -82,8 +82,15 @@ func rolesName(r string) string {
 }
 
 // trackDown keeps n.DownSince: set to the command time when n goes down
-// (old is n before the command), cleared when it is no longer down.
+// (old is n before the command), cleared when it is no longer down; and
+// n.SuspectSince likewise for suspect (SuspectBound is cleared with it).
 func (x *applyCtx) trackDown(n *Node, old Node) {
+	switch {
+	case n.Status != StatusSuspect:
+		n.SuspectSince, n.SuspectBound = time.Time{}, 0
+	case old.Status != StatusSuspect || n.SuspectSince.IsZero():
+		n.SuspectSince = x.at
+	}
 	switch {
 	case !n.Down():
 		n.DownSince = time.Time{}
@@ -129,6 +136,7 @@ func (c *SetNodeStatus) apply(x *applyCtx) error {
 	if c.Status == StatusAlive {
 		n.LastSeen = x.at
 	}
+	n.SuspectBound = c.SuspectBound
 	x.trackDown(&n, x.s.Nodes[c.Node])
 	x.s.Nodes[c.Node] = n
 	if old != c.Status {

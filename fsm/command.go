@@ -291,6 +291,10 @@ type SetNodeStatus struct {
 	Node   string `json:"node"`
 	Status Status `json:"status"`
 	Cause  string `json:"cause"`
+	// SuspectBound, with Status suspect, is how long the node may stay
+	// suspect before a plan working on it fails (Node.SuspectBound); 0
+	// fails it at once.
+	SuspectBound time.Duration `json:"suspect_bound,omitempty"`
 }
 
 // SetNodeHealth records a node-level health change.
@@ -551,6 +555,9 @@ func (c *SetNodeStatus) validate() error {
 	}
 	if !c.Status.valid() {
 		return refuse(ErrInvalid, "node %s: status %q is not one of alive, suspect, dead, left", c.Node, clip(string(c.Status), 32))
+	}
+	if c.SuspectBound < 0 || (c.SuspectBound != 0 && c.Status != StatusSuspect) {
+		return refuse(ErrInvalid, "node %s: suspect bound %v: want >= 0, and only with status suspect", c.Node, c.SuspectBound)
 	}
 	return nil
 }

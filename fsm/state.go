@@ -189,6 +189,13 @@ type Node struct {
 	DownSince time.Time `json:"down_since,omitzero"`
 	// NoExec: the node refuses plans' exec health checks (exec_checks: deny).
 	NoExec bool `json:"no_exec,omitempty"`
+	// SuspectSince is when the node last turned suspect (zero while it is
+	// not suspect), and SuspectBound how long it may stay suspect before a
+	// plan working on it treats it as lost; the leader sets the bound from
+	// its gossip timing (see SetNodeStatus). A refuted suspicion that ends
+	// within the bound fails nothing.
+	SuspectSince time.Time     `json:"suspect_since,omitzero"`
+	SuspectBound time.Duration `json:"suspect_bound,omitempty"`
 
 	// Roles is who owns the node's role: RolesManaged (lp; "" reads as
 	// managed) or RolesExternal (the node's role probe).

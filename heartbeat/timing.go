@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -35,6 +36,9 @@ import (
 // machine from declaring healthy peers dead. [Timing.ExpectedDetection]
 // computes the typical and worst values.
 type Timing struct {
+	// Name is the timing's name in lpd.yaml (heartbeat.timing: lan-fast,
+	// lan or custom), shown beside its figures; it changes nothing else.
+	Name                    string
 	ProbeInterval           time.Duration // how often each member probes one other member
 	ProbeTimeout            time.Duration // wait for a direct ack before indirect probes
 	IndirectChecks          int           // members asked to probe on our behalf
@@ -59,6 +63,7 @@ type Timing struct {
 // Lifeguard is kept on.
 func LANFast() Timing {
 	return Timing{
+		Name:                    "lan-fast",
 		ProbeInterval:           100 * time.Millisecond,
 		ProbeTimeout:            50 * time.Millisecond,
 		IndirectChecks:          3,
@@ -81,6 +86,7 @@ func LANFast() Timing {
 func MemberlistDefaultLAN() Timing {
 	c := memberlist.DefaultLANConfig()
 	return Timing{
+		Name:                    "lan",
 		ProbeInterval:           c.ProbeInterval,
 		ProbeTimeout:            c.ProbeTimeout,
 		IndirectChecks:          c.IndirectChecks,
@@ -96,6 +102,41 @@ func MemberlistDefaultLAN() Timing {
 		BroadcastTimeout:        5 * time.Second,
 		JoinRetryInterval:       5 * time.Second,
 	}
+}
+
+// Custom returns LANFast with the probe interval, probe timeout and
+// suspicion multiplier of lpd.yaml's heartbeat: timing: custom. The gossip
+// interval follows the probe interval (half of it, at most LANFast's).
+func Custom(probeInterval, probeTimeout time.Duration, suspicionMult int) Timing {
+	t := LANFast()
+	t.Name = "custom"
+	t.ProbeInterval, t.ProbeTimeout, t.SuspicionMult = probeInterval, probeTimeout, suspicionMult
+	t.GossipInterval = min(t.GossipInterval, probeInterval/2)
+	return t
+}
+
+// Fingerprint is the timing as members publish it in their metadata:
+// the name, then the figures the failure detector's verdicts depend on,
+// "lan-fast 100ms/50ms/3/2" (probe interval / probe timeout / suspicion
+// mult / suspicion max timeout mult).
+func (t Timing) Fingerprint() string {
+	name := t.Name
+	if name == "" {
+		name = "custom"
+	}
+	return fmt.Sprintf("%s %v/%v/%d/%d", name, t.ProbeInterval, t.ProbeTimeout, t.SuspicionMult, t.SuspicionMaxTimeoutMult)
+}
+
+// SameTiming reports whether two fingerprints carry the same figures (a
+// custom timing equal to lan-fast agrees with lan-fast). An empty
+// fingerprint (a member of an older version) agrees with everything.
+func SameTiming(a, b string) bool {
+	if a == "" || b == "" {
+		return true
+	}
+	_, fa, _ := strings.Cut(a, " ")
+	_, fb, _ := strings.Cut(b, " ")
+	return fa == fb
 }
 
 // Validate reports the first field outside its limits.
@@ -157,6 +198,25 @@ func (t Timing) suspicionBounds(n int) (lo, hi time.Duration) {
 	scale := math.Max(1, math.Log10(math.Max(1, float64(n))))
 	lo = time.Duration(float64(t.SuspicionMult) * scale * float64(t.ProbeInterval))
 	return lo, time.Duration(t.SuspicionMaxTimeoutMult) * lo
+}
+
+// SuspectBound is how long a member may stay suspect in this member's view,
+// in a cluster of n members, before the suspicion is taken as a loss
+// although memberlist has not declared the member dead:
+//
+//	SuspectBound(n) = M·S·max(1, log10(n))·P   memberlist's longest suspicion
+//	                + 4·P                       margin
+//
+// The margin covers what separates a refutation from our view of it: the
+// sweep that re-checks a suspicion older than the longest one runs every P
+// and waits 2·P past it, and its ping takes up to one more P. A suspicion
+// that memberlist ends with a refutation therefore ends in our view within
+// the bound, and one that memberlist confirms turns into a Dead event
+// before it (LANFast: 1 s for up to 9 members, 2 s at 100; the lan timing:
+// 28 s for up to 9 members).
+func (t Timing) SuspectBound(n int) time.Duration {
+	_, hi := t.suspicionBounds(n)
+	return hi + 4*t.ProbeInterval
 }
 
 // ExpectedDetection returns the typical and the worst time from a node going
