@@ -124,7 +124,20 @@ func FromNode(n *config.Node) Config {
 	c := Default()
 	c.Node = *n
 	c.APIPort, c.RaftPort, c.GossipPort = n.Ports.API, n.Ports.Raft, n.Ports.Gossip
+	c.Gossip = GossipTiming(n.Heartbeat)
 	return c
+}
+
+// GossipTiming returns the failure-detector timing of lpd.yaml's heartbeat:
+// section (lan-fast when the timing is empty).
+func GossipTiming(h config.Heartbeat) heartbeat.Timing {
+	switch h.Timing {
+	case config.TimingLAN:
+		return heartbeat.MemberlistDefaultLAN()
+	case config.TimingCustom:
+		return heartbeat.Custom(h.ProbeInterval, h.ProbeTimeout, h.SuspicionMult)
+	}
+	return heartbeat.LANFast()
 }
 
 // Validate names the first field out of range.

@@ -290,6 +290,11 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 			rows[m.Name] = row
 		}
 		row.Gossip = string(m.State)
+		row.Timing = m.Meta.Timing
+		if m.Name == n.name {
+			row.Timing = n.ml.Timing().Fingerprint()
+		}
+		row.TimingMismatch = !heartbeat.SameTiming(row.Timing, n.ml.Timing().Fingerprint())
 		if m.State == heartbeat.StateAlive {
 			row.Health, row.FailingCheck, row.CheckOutput = m.Meta.Health, m.Meta.FailingCheck, m.Meta.Output
 			if row.Health == heartbeat.HealthHealthy {

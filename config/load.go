@@ -103,6 +103,9 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 		}},
 		{"health", checks(&n.Health)},
 		{"peer_health", checks(&n.PeerHealth)},
+		{"heartbeat", func(d *decoder, path string, v *yaml.Node) error {
+			return d.mapping(path, v, heartbeatFields(&n.Heartbeat))
+		}},
 		{"tls", func(d *decoder, path string, v *yaml.Node) error {
 			return d.mapping(path, v, []field{
 				{"ca", str(&n.TLS.CA, "a file name")},

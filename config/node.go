@@ -59,6 +59,7 @@ type Node struct {
 	TLS             TLS               // tls: the API and raft over mutual TLS; all of ca, cert, key or none
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
 	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys; set: modules must be signed by one
+	Heartbeat       Heartbeat         // heartbeat: gossip timing; default timing lan-fast
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
 	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
@@ -120,6 +121,7 @@ func DefaultNode() Node {
 		FailoverAfter: 2 * time.Second,
 		ExecChecks:    ExecAllow,
 		DebugDir:      DefaultDebugDir,
+		Heartbeat:     Heartbeat{Timing: TimingLANFast},
 	}
 }
 
@@ -156,6 +158,9 @@ func (n *Node) Validate() error {
 		return invalid("failover_after", fmt.Sprintf("%v must be positive", n.FailoverAfter))
 	}
 	if err := n.validateTargets(); err != nil {
+		return err
+	}
+	if err := n.Heartbeat.validate(); err != nil {
 		return err
 	}
 	targets := n.Targets

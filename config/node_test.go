@@ -67,6 +67,7 @@ func TestLoadNodeDesignExample(t *testing.T) {
 		TrustedKeys: []string{"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w="},
 		ExecChecks:  ExecAllow,
 		DebugDir:    DefaultDebugDir,
+		Heartbeat:   Heartbeat{Timing: TimingLANFast},
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("LoadNode(%s) =\n%+v\nwant\n%+v", path, n, want)
@@ -243,6 +244,15 @@ func TestParseNodeErrors(t *testing.T) {
 		{"gossip key not base64", minimalNode + "gossip_key: BASE64-32-BYTES\n", 5, "gossip_key", ErrInvalid, "want base64 of a 16, 24 or 32 byte key"},
 
 		// Rules (Validate), placed at the right line.
+		{"heartbeat unknown timing", minimalNode + "heartbeat:\n  timing: wan\n", 6, "heartbeat.timing", ErrInvalid, `want lan-fast, lan or custom, got "wan"`},
+		{"heartbeat key without custom", minimalNode + "heartbeat:\n  timing: lan\n  probe_interval: 1s\n", 7, "heartbeat.probe_interval", ErrInvalid, "only with timing: custom (timing is lan)"},
+		{"heartbeat key with default timing", minimalNode + "heartbeat:\n  suspicion_mult: 4\n", 6, "heartbeat.suspicion_mult", ErrInvalid, "only with timing: custom (timing is lan-fast)"},
+		{"heartbeat custom incomplete", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 200ms\n", 5, "heartbeat.probe_timeout", ErrInvalid, "required with timing: custom"},
+		{"heartbeat timeout above interval", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 200ms\n  probe_timeout: 200ms\n  suspicion_mult: 4\n", 8, "heartbeat.probe_timeout", ErrInvalid, "want more than 0 and less than probe_interval (200ms)"},
+		{"heartbeat interval too short", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 1ms\n  probe_timeout: 1ms\n  suspicion_mult: 4\n", 7, "heartbeat.probe_interval", ErrInvalid, "1ms out of range 10ms-1m0s"},
+		{"heartbeat mult zero", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 1s\n  probe_timeout: 500ms\n  suspicion_mult: 0\n", 9, "heartbeat.suspicion_mult", ErrInvalid, "0 out of range 1-100"},
+		{"heartbeat mult type", minimalNode + "heartbeat:\n  timing: custom\n  suspicion_mult: lots\n", 7, "heartbeat.suspicion_mult", ErrType, `want an integer 1-100, got "lots"`},
+		{"heartbeat unknown key", minimalNode + "heartbeat:\n  probe_intervall: 1s\n", 6, "heartbeat", ErrUnknownKey, `(did you mean "probe_interval"?)`},
 		{"port out of range", minimalNode + "ports:\n  api: 70000\n", 6, "ports.api", ErrInvalid, "70000 out of range 1-65535"},
 		{"port zero", minimalNode + "ports: {gossip: 0}\n", 5, "ports.gossip", ErrInvalid, "0 out of range 1-65535"},
 		{"ports not distinct", minimalNode + "ports:\n  api: 7071\n", 5, "ports.raft", ErrInvalid, "7071 is also ports.api"},

@@ -122,6 +122,7 @@ type Membership struct {
 type member struct {
 	Member
 	suspectUntil time.Time // when an unrefuted suspicion must have ended
+	warnedTiming string    // the other timing last warned about
 }
 
 // Start creates the memberlist member, tries to join cfg.Join once (and keeps
@@ -134,6 +135,7 @@ func Start(cfg Config) (*Membership, error) {
 	if cfg.EventBuffer == 0 {
 		cfg.EventBuffer = 1024
 	}
+	cfg.Meta.Timing = cfg.Timing.Fingerprint()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -195,6 +197,22 @@ func Start(cfg Config) (*Membership, error) {
 	return m, nil
 }
 
+// Timing returns the timing this member runs with.
+func (m *Membership) Timing() Timing { return m.cfg.Timing }
+
+// checkTiming warns, once per member and value, when a member publishes a
+// gossip timing other than ours: members that disagree on it suspect and
+// declare each other dead at different speeds. Called with m.mu held.
+func (m *Membership) checkTiming(e *member) {
+	own := m.cfg.Timing.Fingerprint()
+	if SameTiming(e.Meta.Timing, own) || e.warnedTiming == e.Meta.Timing {
+		return
+	}
+	e.warnedTiming = e.Meta.Timing
+	m.log.Warn("member gossips with another heartbeat timing; every node of a cluster should have the same (lpd.yaml heartbeat:)",
+		"member", e.Name, "its_timing", e.Meta.Timing, "our_timing", own)
+}
+
 // LocalName returns this member's name.
 func (m *Membership) LocalName() string { return m.cfg.Name }
 
@@ -240,6 +258,7 @@ func (m *Membership) Member(name string) (Member, bool) {
 // new metadata is in effect locally and reaches the others by later gossip.
 // An unchanged Meta is not re-sent.
 func (m *Membership) UpdateMeta(meta Meta) error {
+	meta.Timing = m.cfg.Timing.Fingerprint()
 	b, err := EncodeMeta(meta)
 	if err != nil {
 		return fmt.Errorf("updating meta of %s: %w", m.cfg.Name, err)
@@ -529,6 +548,7 @@ func (d *delegate) NotifyJoin(n *memberlist.Node) {
 	}
 	e.Addr = n.Address()
 	e.Meta = meta
+	m.checkTiming(e)
 	m.setState(e, StateAlive, now)
 	m.emit(Alive, e, now)
 }
@@ -565,6 +585,7 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) {
 	}
 	e.Addr = n.Address()
 	e.Meta = meta
+	m.checkTiming(e)
 	if e.State != StateAlive {
 		// An update is an alive message with a newer incarnation: the
 		// member is alive whatever we thought.

@@ -35,6 +35,9 @@ type Meta struct {
 	Version      string // agent version
 	API          string // host:port of the HTTP API
 	Raft         string // host:port of the raft transport
+	// Timing is the member's gossip timing, Timing.Fingerprint; the
+	// Membership sets it on the local member's metadata.
+	Timing string
 }
 
 // wireMeta is the encoding: JSON with one-letter keys and empty fields left
@@ -49,6 +52,7 @@ type wireMeta struct {
 	Version      string `json:"v,omitempty"`
 	API          string `json:"a,omitempty"`
 	Raft         string `json:"t,omitempty"`
+	Timing       string `json:"g,omitempty"`
 }
 
 // ellipsis marks a truncated Output or FailingCheck.

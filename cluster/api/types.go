@@ -87,6 +87,11 @@ type Member struct {
 	// Failover says, on an active that is down, why its standby is not
 	// promoted yet (or not at all).
 	Failover string `json:"failover,omitempty"`
+	// Timing is the gossip timing the node publishes (name and figures,
+	// "lan-fast 100ms/50ms/3/2"; empty when unknown), and TimingMismatch
+	// says it differs from the timing of the node that answered.
+	Timing         string `json:"timing,omitempty"`
+	TimingMismatch bool   `json:"timing_mismatch,omitempty"`
 }
 
 // SubmitRequest is the body of POST /v1/plans: the plan (config.Plan JSON)

@@ -173,6 +173,13 @@ been reported yet; "(external)" roles come from the node's role_probe.`,
 					fmt.Fprintf(a.stdout, "%s: %s\n", m.Node, m.Failover)
 				}
 			}
+			// Nodes that disagree on the heartbeat timing suspect and
+			// declare each other dead at different speeds: say so.
+			for _, m := range ms {
+				if m.TimingMismatch {
+					fmt.Fprintf(a.stdout, "warning: %s runs heartbeat timing %s, unlike the node asked; every node should have the same heartbeat: in lpd.yaml\n", m.Node, m.Timing)
+				}
+			}
 			return nil
 		},
 	}

@@ -11,9 +11,9 @@
 // again as a new member that catches up from the leader
 // (docs/operations-faults.md).
 //
-// --gossip-timing memberlist-lan runs gossip with memberlist's default LAN
-// failure detector instead of lp's tuned one (lan-fast), to compare the two
-// (the failover benchmark does); it is not meant for production.
+// The failure detector's timing comes from lpd.yaml's heartbeat: section;
+// --gossip-timing lan-fast|lan overrides it (the failover benchmark compares
+// the two that way).
 package main
 
 import (
@@ -74,7 +74,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 	f.StringVar(&path, "config", "", "node config file (lpd.yaml); required")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&rejoin, "rejoin-as-new", false, "when the data dir lost this node's raft state but the cluster still counts it as a voter: leave under this name and join again empty (docs/operations-faults.md)")
-	f.StringVar(&timing, "gossip-timing", "lan-fast", "failure detector timing: lan-fast, or memberlist-lan for comparison")
+	f.StringVar(&timing, "gossip-timing", "", "failure detector timing, overriding lpd.yaml's heartbeat.timing: lan-fast, or lan (alias memberlist-lan)")
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\nusage: lpd --config lpd.yaml [--log-level info] (lpd --help for more)\n", err)
 		return 2
@@ -99,12 +99,13 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 	}
 	var gossip heartbeat.Timing
 	switch timing {
+	case "":
 	case "lan-fast":
 		gossip = heartbeat.LANFast()
-	case "memberlist-lan":
+	case "lan", "memberlist-lan":
 		gossip = heartbeat.MemberlistDefaultLAN()
 	default:
-		fmt.Fprintf(stderr, "lpd: bad --gossip-timing %q: want lan-fast or memberlist-lan\n", timing)
+		fmt.Fprintf(stderr, "lpd: bad --gossip-timing %q: want lan-fast or lan\n", timing)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
@@ -131,8 +132,11 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 		Logf:     func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...), "component", "engine") },
 	}}
 	cfg.Logger = log
-	cfg.Gossip = gossip
 	cfg.RejoinAsNew = rejoin
+	if timing != "" {
+		cfg.Gossip = gossip
+	}
+	log.Info("heartbeat timing", "timing", cfg.Gossip.Fingerprint(), "suspect_bound_3_nodes", cfg.Gossip.SuspectBound(3))
 	node, err := cluster.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\n", err)

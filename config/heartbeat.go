@@ -1,0 +1,91 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Gossip timings (Heartbeat.Timing).
+const (
+	TimingLANFast = "lan-fast" // lp's tuned failure detector: a silent node is dead in about 0.5-1 s
+	TimingLAN     = "lan"      // memberlist's LAN defaults: about 5-6 s
+	TimingCustom  = "custom"   // lan-fast with probe_interval, probe_timeout and suspicion_mult set
+)
+
+// Heartbeat is the gossip failure detector's timing (heartbeat:). Every
+// node of a cluster should have the same; lpd warns about a peer that
+// publishes another.
+type Heartbeat struct {
+	Timing        string        // timing: TimingLANFast (default), TimingLAN or TimingCustom
+	ProbeInterval time.Duration // probe_interval: custom only; how often each member probes one other
+	ProbeTimeout  time.Duration // probe_timeout: custom only; wait for a direct ack, < probe_interval
+	SuspicionMult int           // suspicion_mult: custom only; suspicion lasts mult·max(1,log10(n))·probe_interval
+}
+
+// Limits of the custom timing.
+const (
+	minProbeInterval = 10 * time.Millisecond
+	maxProbeInterval = time.Minute
+	maxSuspicionMult = 100
+)
+
+// heartbeatFields is the schema of heartbeat:.
+func heartbeatFields(h *Heartbeat) []field {
+	return []field{
+		{"timing", str(&h.Timing, "lan-fast, lan or custom")},
+		{"probe_interval", duration(&h.ProbeInterval)},
+		{"probe_timeout", duration(&h.ProbeTimeout)},
+		{"suspicion_mult", func(d *decoder, path string, v *yaml.Node) error {
+			if err := integer(&h.SuspicionMult, "an integer 1-100")(d, path, v); err != nil {
+				return err
+			}
+			if h.SuspicionMult < 1 {
+				// 0 means "not set" in the struct; written out, it is a mistake.
+				return &Error{File: d.file, Line: v.Line, Field: path, Msg: fmt.Sprintf("%d out of range 1-%d", h.SuspicionMult, maxSuspicionMult), Err: ErrInvalid}
+			}
+			return nil
+		}},
+	}
+}
+
+// validate checks the heartbeat section. With timing custom every one of
+// probe_interval, probe_timeout and suspicion_mult is required; with the
+// named timings none may be set.
+func (h *Heartbeat) validate() error {
+	custom := []struct {
+		field string
+		set   bool
+	}{
+		{"heartbeat.probe_interval", h.ProbeInterval != 0},
+		{"heartbeat.probe_timeout", h.ProbeTimeout != 0},
+		{"heartbeat.suspicion_mult", h.SuspicionMult != 0},
+	}
+	switch h.Timing {
+	case TimingLANFast, TimingLAN:
+		for _, c := range custom {
+			if c.set {
+				return invalid(c.field, fmt.Sprintf("only with timing: custom (timing is %s)", h.Timing))
+			}
+		}
+		return nil
+	case TimingCustom:
+	default:
+		return invalidNear("heartbeat.timing", "heartbeat", fmt.Sprintf("want lan-fast, lan or custom, got %q", h.Timing))
+	}
+	for _, c := range custom {
+		if !c.set {
+			return invalidNear(c.field, "heartbeat", "required with timing: custom")
+		}
+	}
+	switch {
+	case h.ProbeInterval < minProbeInterval || h.ProbeInterval > maxProbeInterval:
+		return invalid("heartbeat.probe_interval", fmt.Sprintf("%v out of range %v-%v", h.ProbeInterval, minProbeInterval, maxProbeInterval))
+	case h.ProbeTimeout <= 0 || h.ProbeTimeout >= h.ProbeInterval:
+		return invalid("heartbeat.probe_timeout", fmt.Sprintf("%v: want more than 0 and less than probe_interval (%v)", h.ProbeTimeout, h.ProbeInterval))
+	case h.SuspicionMult < 1 || h.SuspicionMult > maxSuspicionMult:
+		return invalid("heartbeat.suspicion_mult", fmt.Sprintf("%d out of range 1-%d", h.SuspicionMult, maxSuspicionMult))
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+package config
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseHeartbeat(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want Heartbeat
+	}{
+		{"", Heartbeat{Timing: TimingLANFast}},
+		{"heartbeat:\n  timing: lan\n", Heartbeat{Timing: TimingLAN}},
+		{"heartbeat: {timing: lan-fast}\n", Heartbeat{Timing: TimingLANFast}},
+		{"heartbeat:\n  timing: custom\n  probe_interval: 200ms\n  probe_timeout: 80ms\n  suspicion_mult: 5\n",
+			Heartbeat{Timing: TimingCustom, ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 80 * time.Millisecond, SuspicionMult: 5}},
+	} {
+		n, err := ParseNode([]byte(minimalNode+tc.yaml), "/etc/lp/lpd.yaml")
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		if n.Heartbeat != tc.want {
+			t.Errorf("%q: heartbeat = %+v; want %+v", tc.yaml, n.Heartbeat, tc.want)
+		}
+	}
+}
