@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"lp/config"
 )
 
 // CheckSpec is one health check. Exactly one of Exec, TCP, HTTP and Process
@@ -39,8 +41,9 @@ type CheckSpec struct {
 	// promptly (read a pidfile, scan /proc); the Timeout does not bound it.
 	Process func() (int, error)
 
+	// Zero fields take config.DefaultCheck's values (WithDefaults).
 	Interval  time.Duration // between runs; 0 means 1s
-	Timeout   time.Duration // per run; 0 means Interval
+	Timeout   time.Duration // per run, independent of Interval; 0 means 1s
 	Failures  int           // consecutive failures before unhealthy; 0 means 3
 	Successes int           // consecutive successes before healthy; 0 means 2
 }
@@ -74,19 +77,22 @@ func (s CheckSpec) Kind() string {
 	return kinds[0]
 }
 
-// WithDefaults returns s with zero fields set to their defaults.
+// WithDefaults returns s with zero fields set to their defaults, which are
+// lpd.yaml's (config.DefaultCheck: interval 1s, timeout 1s, failures 3,
+// successes 2): one set of defaults for a check however it is configured.
 func (s CheckSpec) WithDefaults() CheckSpec {
+	d := config.DefaultCheck()
 	if s.Interval == 0 {
-		s.Interval = time.Second
+		s.Interval = d.Interval
 	}
 	if s.Timeout == 0 {
-		s.Timeout = s.Interval
+		s.Timeout = d.Timeout
 	}
 	if s.Failures == 0 {
-		s.Failures = 3
+		s.Failures = d.Failures
 	}
 	if s.Successes == 0 {
-		s.Successes = 2
+		s.Successes = d.Successes
 	}
 	if s.Name == "" {
 		switch s.Kind() {

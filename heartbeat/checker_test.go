@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lp/config"
 )
 
 var noFlap = FlapConfig{Changes: -1}
@@ -373,6 +375,12 @@ func TestCheckerConfigValidate(t *testing.T) {
 	d := CheckSpec{Exec: "true"}.WithDefaults()
 	if d.Interval != time.Second || d.Timeout != time.Second || d.Failures != 3 || d.Successes != 2 || d.Name != "exec true" {
 		t.Errorf("WithDefaults() = %+v; want 1s, 1s, 3, 2, %q", d, "exec true")
+	}
+	// One set of defaults: lpd.yaml's, whatever the interval.
+	want := config.DefaultCheck()
+	d = CheckSpec{Exec: "true", Interval: 20 * time.Millisecond}.WithDefaults()
+	if d.Timeout != want.Timeout || d.Failures != want.Failures || d.Successes != want.Successes {
+		t.Errorf("WithDefaults() with a 20ms interval = %+v; want config.DefaultCheck's timeout, failures, successes %+v", d, want)
 	}
 }
 

@@ -9,8 +9,11 @@ import (
 	"time"
 )
 
+// metaFor is the metadata member name publishes in these tests (Timing is
+// set by the Membership itself).
 func metaFor(name string) Meta {
-	return Meta{Pair: "pair-" + name, Role: "standby", Health: HealthHealthy, Version: "test", API: "127.0.0.1:1", Raft: "127.0.0.1:2"}
+	return Meta{Pair: "pair-" + name, Role: "standby", Health: HealthHealthy, Version: "test", API: "127.0.0.1:1", Raft: "127.0.0.1:2",
+		Timing: testTiming().Fingerprint()}
 }
 
 // threeMembers starts n1, then n2 and n3 joining it, and waits until all see
