@@ -135,7 +135,8 @@ func GossipTiming(h config.Heartbeat) heartbeat.Timing {
 	case config.TimingLAN:
 		return heartbeat.MemberlistDefaultLAN()
 	case config.TimingCustom:
-		return heartbeat.Custom(h.ProbeInterval, h.ProbeTimeout, h.SuspicionMult)
+		e := h.Effective()
+		return heartbeat.Custom(e.ProbeInterval, e.ProbeTimeout, e.SuspicionMult)
 	}
 	return heartbeat.LANFast()
 }

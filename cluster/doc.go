@@ -37,8 +37,10 @@
 // standby side first; with pause, paused) when: its progress deadline or an
 // apply phase's deadline passes; a plan health check fails on the node in
 // trial (the agent there runs the checks and reports to the leader); a node
-// of the pair being worked on is suspect, dead or gone in the leader's
-// gossip view; a node the plan patched turns unhealthy, loses its target
+// of the pair being worked on is dead or gone in the leader's gossip view,
+// or suspect there for longer than the bound the leader recorded with the
+// suspicion (heartbeat.Timing.SuspectBound: memberlist refutes a false
+// suspicion well within it, so a busy but live node fails nothing); a node the plan patched turns unhealthy, loses its target
 // process or reports a patching error. A pair starts, and its active is
 // patched, only while both members are alive and healthy.
 //

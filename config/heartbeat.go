@@ -11,12 +11,13 @@ import (
 const (
 	TimingLANFast = "lan-fast" // lp's tuned failure detector: a silent node is dead in about 0.5-1 s
 	TimingLAN     = "lan"      // memberlist's LAN defaults: about 5-6 s
-	TimingCustom  = "custom"   // lan-fast with probe_interval, probe_timeout and suspicion_mult set
+	TimingCustom  = "custom"   // lan-fast with the probe_interval, probe_timeout and suspicion_mult given
 )
 
 // Heartbeat is the gossip failure detector's timing (heartbeat:). Every
 // node of a cluster should have the same; lpd warns about a peer that
-// publishes another.
+// publishes another. With timing custom, figures left out are lan-fast's
+// (see Effective).
 type Heartbeat struct {
 	Timing        string        // timing: TimingLANFast (default), TimingLAN or TimingCustom
 	ProbeInterval time.Duration // probe_interval: custom only; how often each member probes one other
@@ -50,21 +51,44 @@ func heartbeatFields(h *Heartbeat) []field {
 	}
 }
 
-// validate checks the heartbeat section. With timing custom every one of
-// probe_interval, probe_timeout and suspicion_mult is required; with the
-// named timings none may be set.
-func (h *Heartbeat) validate() error {
-	custom := []struct {
-		field string
-		set   bool
-	}{
-		{"heartbeat.probe_interval", h.ProbeInterval != 0},
-		{"heartbeat.probe_timeout", h.ProbeTimeout != 0},
-		{"heartbeat.suspicion_mult", h.SuspicionMult != 0},
+// Custom figures when a custom timing leaves them out: lan-fast's.
+const (
+	DefaultProbeInterval = 100 * time.Millisecond
+	DefaultSuspicionMult = 3
+)
+
+// Effective returns h with the figures timing custom leaves out filled:
+// probe_interval 100ms, probe_timeout half the probe interval,
+// suspicion_mult 3 (lan-fast's). The named timings are returned as they are.
+func (h Heartbeat) Effective() Heartbeat {
+	if h.Timing != TimingCustom {
+		return h
 	}
+	if h.ProbeInterval == 0 {
+		h.ProbeInterval = DefaultProbeInterval
+	}
+	if h.ProbeTimeout == 0 {
+		h.ProbeTimeout = h.ProbeInterval / 2
+	}
+	if h.SuspicionMult == 0 {
+		h.SuspicionMult = DefaultSuspicionMult
+	}
+	return h
+}
+
+// validate checks the heartbeat section: with the named timings none of
+// probe_interval, probe_timeout and suspicion_mult may be set.
+func (h *Heartbeat) validate() error {
 	switch h.Timing {
 	case TimingLANFast, TimingLAN:
-		for _, c := range custom {
+		for _, c := range []struct {
+			field string
+			set   bool
+		}{
+			{"heartbeat.probe_interval", h.ProbeInterval != 0},
+			{"heartbeat.probe_timeout", h.ProbeTimeout != 0},
+			{"heartbeat.suspicion_mult", h.SuspicionMult != 0},
+		} {
 			if c.set {
 				return invalid(c.field, fmt.Sprintf("only with timing: custom (timing is %s)", h.Timing))
 			}
@@ -74,18 +98,14 @@ func (h *Heartbeat) validate() error {
 	default:
 		return invalidNear("heartbeat.timing", "heartbeat", fmt.Sprintf("want lan-fast, lan or custom, got %q", h.Timing))
 	}
-	for _, c := range custom {
-		if !c.set {
-			return invalidNear(c.field, "heartbeat", "required with timing: custom")
-		}
-	}
+	e := h.Effective()
 	switch {
-	case h.ProbeInterval < minProbeInterval || h.ProbeInterval > maxProbeInterval:
-		return invalid("heartbeat.probe_interval", fmt.Sprintf("%v out of range %v-%v", h.ProbeInterval, minProbeInterval, maxProbeInterval))
-	case h.ProbeTimeout <= 0 || h.ProbeTimeout >= h.ProbeInterval:
-		return invalid("heartbeat.probe_timeout", fmt.Sprintf("%v: want more than 0 and less than probe_interval (%v)", h.ProbeTimeout, h.ProbeInterval))
-	case h.SuspicionMult < 1 || h.SuspicionMult > maxSuspicionMult:
-		return invalid("heartbeat.suspicion_mult", fmt.Sprintf("%d out of range 1-%d", h.SuspicionMult, maxSuspicionMult))
+	case e.ProbeInterval < minProbeInterval || e.ProbeInterval > maxProbeInterval:
+		return invalid("heartbeat.probe_interval", fmt.Sprintf("%v out of range %v-%v", e.ProbeInterval, minProbeInterval, maxProbeInterval))
+	case e.ProbeTimeout <= 0 || e.ProbeTimeout >= e.ProbeInterval:
+		return invalidNear("heartbeat.probe_timeout", "heartbeat", fmt.Sprintf("%v: want more than 0 and less than probe_interval (%v)", e.ProbeTimeout, e.ProbeInterval))
+	case e.SuspicionMult < 1 || e.SuspicionMult > maxSuspicionMult:
+		return invalid("heartbeat.suspicion_mult", fmt.Sprintf("%d out of range 1-%d", e.SuspicionMult, maxSuspicionMult))
 	}
 	return nil
 }

@@ -247,7 +247,7 @@ func TestParseNodeErrors(t *testing.T) {
 		{"heartbeat unknown timing", minimalNode + "heartbeat:\n  timing: wan\n", 6, "heartbeat.timing", ErrInvalid, `want lan-fast, lan or custom, got "wan"`},
 		{"heartbeat key without custom", minimalNode + "heartbeat:\n  timing: lan\n  probe_interval: 1s\n", 7, "heartbeat.probe_interval", ErrInvalid, "only with timing: custom (timing is lan)"},
 		{"heartbeat key with default timing", minimalNode + "heartbeat:\n  suspicion_mult: 4\n", 6, "heartbeat.suspicion_mult", ErrInvalid, "only with timing: custom (timing is lan-fast)"},
-		{"heartbeat custom incomplete", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 200ms\n", 5, "heartbeat.probe_timeout", ErrInvalid, "required with timing: custom"},
+		{"heartbeat custom default timeout", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 10ms\n  probe_timeout: 20ms\n", 8, "heartbeat.probe_timeout", ErrInvalid, "20ms: want more than 0 and less than probe_interval (10ms)"},
 		{"heartbeat timeout above interval", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 200ms\n  probe_timeout: 200ms\n  suspicion_mult: 4\n", 8, "heartbeat.probe_timeout", ErrInvalid, "want more than 0 and less than probe_interval (200ms)"},
 		{"heartbeat interval too short", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 1ms\n  probe_timeout: 1ms\n  suspicion_mult: 4\n", 7, "heartbeat.probe_interval", ErrInvalid, "1ms out of range 10ms-1m0s"},
 		{"heartbeat mult zero", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 1s\n  probe_timeout: 500ms\n  suspicion_mult: 0\n", 9, "heartbeat.suspicion_mult", ErrInvalid, "0 out of range 1-100"},
