@@ -21,6 +21,7 @@ type lpdSpec struct {
 	name, pair, role string
 	server           bool
 	yaml             string // more lines of lpd.yaml
+	service          bool   // the target is the patchable test service, not a sleeper
 }
 
 // startLPDs starts real lpd processes on 127.0.0.1, each pair node with a
@@ -54,7 +55,12 @@ func startLPDs(t testing.TB, specs []lpdSpec, args ...string) *e2eCluster {
 		}
 		if s.pair != "" {
 			pidfile := filepath.Join(c.dir, s.name+".pid")
-			startSleeper(t, pidfile)
+			if s.service {
+				p.svc = startService(t, c.dir, "svc-"+s.name)
+				pidfile = p.svc.pidfile
+			} else {
+				startSleeper(t, pidfile)
+			}
 			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, pidfile)
 		}
 		b.WriteString(strings.ReplaceAll(s.yaml, "DIR", c.dir))

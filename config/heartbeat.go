@@ -109,3 +109,32 @@ func (h *Heartbeat) validate() error {
 	}
 	return nil
 }
+
+// Priority is the CPU priority lpd gives its own threads (priority:), so
+// that gossip and raft keep their timing when the services on the node
+// saturate the CPUs. Processes lpd starts (health checks, hooks) keep the
+// normal priority.
+type Priority struct {
+	Nice int // nice: nice level -20..19 of lpd's threads; default -10, 0 leaves it alone
+	RT   int // rt: SCHED_RR priority 1-99 instead of a nice level; default 0 (none)
+}
+
+// DefaultNice is the nice level lpd's threads get by default.
+const DefaultNice = -10
+
+func priorityFields(p *Priority) []field {
+	return []field{
+		{"nice", integer(&p.Nice, "an integer -20..19")},
+		{"rt", integer(&p.RT, "an integer 0-99")},
+	}
+}
+
+func (p *Priority) validate() error {
+	switch {
+	case p.Nice < -20 || p.Nice > 19:
+		return invalid("priority.nice", fmt.Sprintf("%d out of range -20..19", p.Nice))
+	case p.RT < 0 || p.RT > 99:
+		return invalid("priority.rt", fmt.Sprintf("%d out of range 0-99 (0: no real-time priority)", p.RT))
+	}
+	return nil
+}

@@ -106,6 +106,9 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 		{"heartbeat", func(d *decoder, path string, v *yaml.Node) error {
 			return d.mapping(path, v, heartbeatFields(&n.Heartbeat))
 		}},
+		{"priority", func(d *decoder, path string, v *yaml.Node) error {
+			return d.mapping(path, v, priorityFields(&n.Priority))
+		}},
 		{"tls", func(d *decoder, path string, v *yaml.Node) error {
 			return d.mapping(path, v, []field{
 				{"ca", str(&n.TLS.CA, "a file name")},

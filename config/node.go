@@ -60,6 +60,7 @@ type Node struct {
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
 	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys; set: modules must be signed by one
 	Heartbeat       Heartbeat         // heartbeat: gossip timing; default timing lan-fast
+	Priority        Priority          // priority: CPU priority of lpd's threads; default nice -10
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
 	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
@@ -122,6 +123,7 @@ func DefaultNode() Node {
 		ExecChecks:    ExecAllow,
 		DebugDir:      DefaultDebugDir,
 		Heartbeat:     Heartbeat{Timing: TimingLANFast},
+		Priority:      Priority{Nice: DefaultNice},
 	}
 }
 
@@ -161,6 +163,9 @@ func (n *Node) Validate() error {
 		return err
 	}
 	if err := n.Heartbeat.validate(); err != nil {
+		return err
+	}
+	if err := n.Priority.validate(); err != nil {
 		return err
 	}
 	targets := n.Targets

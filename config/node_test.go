@@ -68,6 +68,7 @@ func TestLoadNodeDesignExample(t *testing.T) {
 		ExecChecks:  ExecAllow,
 		DebugDir:    DefaultDebugDir,
 		Heartbeat:   Heartbeat{Timing: TimingLANFast},
+		Priority:    Priority{Nice: DefaultNice},
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("LoadNode(%s) =\n%+v\nwant\n%+v", path, n, want)

@@ -24,6 +24,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +38,7 @@ import (
 	"lp/config"
 	"lp/engine"
 	"lp/heartbeat"
+	"lp/internal/sched"
 )
 
 func main() {
@@ -47,9 +50,9 @@ func main() {
 // bad invocation).
 func run(args []string, stdout, stderr io.Writer) int {
 	var (
-		path, level, timing string
-		rejoin              bool
-		code                int
+		path, level, timing, prio string
+		rejoin                    bool
+		code                      int
 	)
 	root := &cobra.Command{
 		Use:   "lpd --config lpd.yaml",
@@ -63,7 +66,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			code = serve(path, level, timing, rejoin, stderr)
+			code = serve(path, level, timing, prio, rejoin, stderr)
 			return nil
 		},
 	}
@@ -74,6 +77,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 	f.StringVar(&path, "config", "", "node config file (lpd.yaml); required")
 	f.StringVar(&level, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&rejoin, "rejoin-as-new", false, "when the data dir lost this node's raft state but the cluster still counts it as a voter: leave under this name and join again empty (docs/operations-faults.md)")
+	f.StringVar(&prio, "priority", "", "CPU priority of lpd's threads, overriding lpd.yaml's priority: normal, nice:N or rr:N")
 	f.StringVar(&timing, "gossip-timing", "", "failure detector timing, overriding lpd.yaml's heartbeat.timing: lan-fast, or lan (alias memberlist-lan)")
 	if err := root.Execute(); err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\nusage: lpd --config lpd.yaml [--log-level info] (lpd --help for more)\n", err)
@@ -83,7 +87,7 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 }
 
 // serve runs the node until a signal; it returns the exit status.
-func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
+func serve(path, level, timing, prio string, rejoin bool, stderr io.Writer) int {
 	// Catch SIGTERM and SIGINT first, so that a signal during start-up
 	// still ends in a graceful leave.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -122,6 +126,25 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 		log.Warn("insecure: true: the API and raft run without TLS and without authentication on " + n.Bind +
 			"; anyone who reaches them can patch this host (set tls; see docs/security.md)")
 	}
+	p := sched.Priority{Nice: n.Priority.Nice, RT: n.Priority.RT}
+	if prio != "" {
+		if p, err = parsePriority(prio); err != nil {
+			fmt.Fprintf(stderr, "lpd: bad --priority %q: %v\n", prio, err)
+			return 2
+		}
+	}
+	// Raised before the node starts, so that its threads start raised, and
+	// kept on threads the runtime starts later; logged once it runs (a
+	// start error is one line).
+	var (
+		threads  int
+		raiseErr error
+	)
+	if !p.IsZero() {
+		if threads, raiseErr = sched.Apply(p); raiseErr == nil {
+			go sched.Keep(p, time.Second, ctx.Done(), nil)
+		}
+	}
 	cfg := cluster.FromNode(n)
 	if cfg.Metrics, err = raftMetrics(); err != nil {
 		// Metrics are for operators; lp runs without raft's.
@@ -136,12 +159,19 @@ func serve(path, level, timing string, rejoin bool, stderr io.Writer) int {
 	if timing != "" {
 		cfg.Gossip = gossip
 	}
-	log.Info("heartbeat timing", "timing", cfg.Gossip.Fingerprint(), "suspect_bound_3_nodes", cfg.Gossip.SuspectBound(3))
 	node, err := cluster.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "lpd: %v\n", err)
 		return 1
 	}
+	switch {
+	case p.IsZero():
+	case raiseErr != nil:
+		log.Warn("cannot raise lpd's CPU priority; heartbeats may be late on a saturated machine", "priority", p.String(), "err", raiseErr)
+	default:
+		log.Info("CPU priority of lpd's threads", "priority", p.String(), "threads", threads)
+	}
+	log.Info("heartbeat timing", "timing", cfg.Gossip.Fingerprint(), "suspect_bound_3_nodes", cfg.Gossip.SuspectBound(3))
 	<-ctx.Done()
 	log.Info("leaving the cluster")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -168,4 +198,22 @@ func raftMetrics() (prometheus.Gatherer, error) {
 		return nil, fmt.Errorf("installing the go-metrics sink: %w", err)
 	}
 	return reg, nil
+}
+
+// parsePriority reads --priority: normal, nice:N or rr:N.
+func parsePriority(s string) (sched.Priority, error) {
+	var p sched.Priority
+	kind, num, _ := strings.Cut(s, ":")
+	v, err := strconv.Atoi(num)
+	switch {
+	case kind == "normal" && num == "":
+		return p, nil
+	case kind == "nice" && err == nil:
+		p.Nice = v
+	case kind == "rr" && err == nil && v > 0:
+		p.RT = v
+	default:
+		return p, errors.New("want normal, nice:N or rr:N")
+	}
+	return p, p.Validate()
 }
