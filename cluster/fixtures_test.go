@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"lp/config"
+	"lp/internal/sched"
 )
 
 // built holds the programs the tests build once per test binary.
@@ -67,7 +70,12 @@ type buildError struct {
 func (e *buildError) Error() string { return e.cmd + ": " + e.err.Error() + "\n" + e.out }
 
 func TestMain(m *testing.M) {
+	// In-process nodes gossip at lpd's default priority, as they would in
+	// lpd (which raises itself: the lpd processes tests start do too).
+	// Without the privilege this changes nothing.
+	_, stop, _ := sched.Raise(sched.Priority{Nice: config.DefaultNice})
 	code := m.Run()
+	stop()
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}

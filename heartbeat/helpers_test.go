@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lp/config"
+	"lp/internal/sched"
 )
 
 // The test binary doubles as a tiny memberlist node: with childEnv set it
@@ -25,6 +28,12 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	// The members in this process (and in child members) gossip at lpd's
+	// default priority, as they would in lpd, so that a busy machine
+	// delays them no more than it delays lpd. Without the privilege this
+	// changes nothing.
+	_, stop, _ := sched.Raise(sched.Priority{Nice: config.DefaultNice})
+	defer stop()
 	if name := os.Getenv(childEnv); name != "" {
 		os.Exit(runChild(name))
 	}

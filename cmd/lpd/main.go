@@ -141,9 +141,9 @@ func serve(path, level, timing, prio string, rejoin bool, stderr io.Writer) int 
 		raiseErr error
 	)
 	if !p.IsZero() {
-		if threads, raiseErr = sched.Apply(p); raiseErr == nil {
-			go sched.Keep(p, time.Second, ctx.Done(), nil)
-		}
+		var stopRaise func()
+		threads, stopRaise, raiseErr = sched.Raise(p)
+		defer stopRaise()
 	}
 	cfg := cluster.FromNode(n)
 	if cfg.Metrics, err = raftMetrics(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -121,4 +122,17 @@ func Keep(p Priority, interval time.Duration, stop <-chan struct{}, onErr func(e
 			}
 		}
 	}
+}
+
+// Raise applies p and keeps it on new threads (Keep, every second) until
+// the returned stop is called. On error nothing is kept and stop does
+// nothing.
+func Raise(p Priority) (n int, stop func(), err error) {
+	n, err = Apply(p)
+	if err != nil {
+		return n, func() {}, err
+	}
+	done := make(chan struct{})
+	go Keep(p, time.Second, done, nil)
+	return n, sync.OnceFunc(func() { close(done) }), nil
 }
