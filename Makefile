@@ -14,13 +14,18 @@ demo: build
 	bin/lpctl demo
 	bin/lpctl demo --cluster
 
-# -p 1: one package at a time. The cluster tests time heartbeats in
-# hundreds of milliseconds; sharing two cores with the engine's stress test
-# (8 spinning threads) can make a healthy node look suspect.
+# -p 1: one package at a time, so the tests of one package do not load the
+# machine for another's; go test prints each package's "ok" (or FAIL) line
+# as soon as that package finishes, which is the progress report. The tests
+# hold on a busy machine (their waits come from the code's timeouts, and the
+# gossip in them runs at lpd's priority): see README for the times.
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -p 1 -timeout 20m ./...
 
+# BenchmarkLoadedHeartbeat (cluster) runs about 3 minutes: LP_HB_BENCH_SOAK
+# (default 20s per load) lengthens it; LP_HB_PRIORITY=normal compares lpd
+# without its priority.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 

@@ -17,17 +17,19 @@ func TestApplyRaisesThreadsNotChildren(t *testing.T) {
 		t.Skip("needs root (CAP_SYS_NICE) to lower the nice level")
 	}
 	p := Priority{Nice: -3}
+	// The threads listed before Apply; a thread the runtime starts after
+	// Apply listed them is raised by Keep, not by Apply.
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := Apply(p)
 	if err != nil {
 		t.Fatalf("Apply(%s): %v", p, err)
 	}
 	t.Cleanup(func() { _, _ = Apply(Priority{}) })
-	ents, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n < 1 || n > len(ents) {
-		t.Errorf("Apply set %d threads; the process has %d", n, len(ents))
+	if n < 1 {
+		t.Errorf("Apply set %d threads; want at least this one", n)
 	}
 	for _, e := range ents {
 		tid, _ := strconv.Atoi(e.Name())
