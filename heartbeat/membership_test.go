@@ -81,7 +81,10 @@ func TestShutdownWithoutLeaveIsDead(t *testing.T) {
 func TestLeaveIsLeft(t *testing.T) {
 	ms, ws := threeMembers(t)
 	from := []int{ws[0].mark(), ws[1].mark(), ws[2].mark()}
-	if err := ms[2].Leave(2 * time.Second); err != nil {
+	// Leave gives the leave intents half its timeout, each a TCP send
+	// bounded by TCPTimeout: leave room for several on a busy machine (it
+	// returns as soon as they are delivered).
+	if err := ms[2].Leave(10 * testTiming().TCPTimeout); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
 	for i := 0; i < 3; i++ {
