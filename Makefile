@@ -1,7 +1,7 @@
 # make demo: the single-host demo.  make test: every test.  make bench: figures.
 GO ?= go
 
-.PHONY: build test bench demo examples cluster-down
+.PHONY: build test bench demo examples cluster-down soak
 
 build:
 	$(GO) build -o bin/lpd ./cmd/lpd
@@ -28,6 +28,15 @@ test:
 # without its priority.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+# The fault suite's soak: random schedules (faults/) for DURATION, then a
+# summary table (schedules run, faults injected per kind, plans' ends,
+# invariant violations); SOAK_TABLE names a file to write the table to.
+# A failing schedule prints LP_FAULT_SEED=N to replay it. Needs root.
+DURATION ?= 30m
+SOAK_TABLE ?=
+soak:
+	LP_SOAK_DURATION=$(DURATION) LP_SOAK_TABLE=$(SOAK_TABLE) $(GO) test -count=1 -run '^TestSoak$$' -timeout 0 -v ./faults
 
 # Stop what the README's cluster walk-through started: every process named in
 # run/*.pid that is still an lpd or a sipd (a stale pidfile naming another
