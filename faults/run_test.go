@@ -543,10 +543,14 @@ func (h *harness) startSampler(violate func(string, ...any)) *sampler {
 				actives := map[string][]string{}
 				var view []string
 				for _, m := range ms {
-					if m.Pair != "" {
-						view = append(view, m.Node+"="+m.Role)
+					// An unregistered row (the replica has not caught up
+					// with the node yet) shows the role the node gossips,
+					// not a role the FSM holds.
+					if m.Pair == "" || m.Status == "unregistered" {
+						continue
 					}
-					if m.Pair != "" && m.Role == "active" {
+					view = append(view, m.Node+"="+m.Role)
+					if m.Role == "active" {
 						actives[m.Pair] = append(actives[m.Pair], m.Node)
 					}
 				}
