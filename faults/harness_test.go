@@ -229,7 +229,8 @@ func newHarness(t testing.TB, tmpfsNode string) *harness {
 	for _, name := range h.order {
 		h.startLPD(h.nodes[name])
 	}
-	h.waitFor(90*time.Second, "5 nodes alive and healthy with a leader", func() bool {
+	// Generous: on a loaded machine five lpds take a while to agree.
+	h.waitFor(3*time.Minute, "5 nodes alive and healthy with a leader", func() bool {
 		for _, name := range h.order {
 			n := h.nodes[name]
 			select {
