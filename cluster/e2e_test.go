@@ -461,17 +461,37 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("node down during rollback converges when back", func(t *testing.T) {
+		// A node whose lpd is down cannot confirm its revert: the plan
+		// stays rolling_back, names it as pending, and is rolled_back only
+		// once it is back and runs its pre-plan patches.
 		victim := "b2"
 		c.kill(victim)
-		out, errOut, code := c.ctl("w", "rollback", "--wait")
-		if code != 0 {
-			t.Fatalf("rollback --wait with %s down: exit %d; stderr %q; stdout %q", victim, code, errOut, out)
+		out, errOut, code := c.ctl("w", "rollback", "-o", "json")
+		var r api.ActionResponse
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.Plan == "" {
+			t.Fatalf("rollback with %s down: exit %d; stderr %q; stdout %q", victim, code, errOut, out)
+		}
+		id := r.Plan
+		for _, other := range []string{"a1", "a2", "b1"} {
+			c.procs[other].svc.waitValue(t, 42, 20*time.Second)
+		}
+		d := c.plan("w", id)
+		if d.Plan.State != fsm.PlanRollingBack {
+			t.Errorf("with %s down the plan is %s; want rolling_back until it confirms", victim, d.Plan.State)
+		}
+		pending := false
+		for _, n := range d.Nodes {
+			pending = pending || (n.Node == victim && n.Pending)
+		}
+		if !pending {
+			t.Errorf("plan show does not name %s as pending: %+v", victim, d.Nodes)
 		}
 		if got := c.procs[victim].svc.value(); got != 1041 {
 			t.Errorf("%s (lpd down) prints %d; want 1041 until it is back", victim, got)
 		}
 		c.start(victim)
 		c.procs[victim].svc.waitValue(t, 42, 20*time.Second)
+		c.waitPlanState("w", id, fsm.PlanRolledBack, 40*time.Second)
 	})
 
 	t.Run("leader killed: new leader, plan resumes", func(t *testing.T) {
