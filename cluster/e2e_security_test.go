@@ -264,7 +264,7 @@ func TestSecurityEndToEnd(t *testing.T) {
 		}
 		// b1 has exec_checks: deny: a plan with an exec check is refused
 		// at submit, naming it.
-		execPlan := c.writePlan("exec.yaml", "name: with-exec\npatch: fix.so\ntarget: svc\ntrial: 1s\nhealth:\n  - exec: /bin/true\n")
+		execPlan := c.writePlan("exec.yaml", "name: with-exec\npatch: fix.so\ntarget: svc\ntrial: 3s\nhealth:\n  - exec: /bin/true\n")
 		if _, errOut, code := c.ctlTLS(follower, alice, "plan", "submit", execPlan); code == 0 || !strings.Contains(errOut, "node b1 refuses them (exec_checks: deny)") {
 			t.Errorf("plan with an exec check: exit %d, stderr %q; want refused naming b1", code, errOut)
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +48,12 @@ type e2eCluster struct {
 // freePort returns a port that was free a moment ago (TCP and UDP).
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 20 {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -57,11 +63,22 @@ func freePort(t testing.TB) int {
 		l.Close()
 		if err == nil {
 			u.Close()
-			return port
+			// A closed port can be handed out again by the kernel before
+			// the lpd it was picked for binds it: never give one twice.
+			if !handedOut.ports[port] {
+				handedOut.ports[port] = true
+				return port
+			}
 		}
 	}
 	t.Fatal("no free port")
 	return 0
+}
+
+// handedOut is every port freePort has returned in this test binary.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
 }
 
 // e2eSpec is one lpd of an end-to-end cluster.
