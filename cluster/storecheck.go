@@ -287,10 +287,16 @@ func (c *boltChecker) freelist(id uint64) error {
 	if uint64(at)+n*8 > uint64(len(p)) {
 		return fmt.Errorf("freelist: page %d: %d ids overrun the page", id, n)
 	}
+	// A free id may lie at or past this meta's high-water mark: when the
+	// newer meta page is bad, bolt falls back to the older one, whose
+	// freelist can name pages a later transaction grew the file by. What
+	// must hold is that the page is inside the file (bolt writes it there
+	// when it reuses it).
+	filePages := uint64(c.size / c.pageSize)
 	for i := range n {
 		free := binary.LittleEndian.Uint64(p[uint64(at)+i*8:])
-		if free < 2 || free >= c.hwm {
-			return fmt.Errorf("freelist: page %d lists page %d, out of bounds (high-water mark %d)", id, free, c.hwm)
+		if free < 2 || free >= filePages {
+			return fmt.Errorf("freelist: page %d lists page %d, past the end of the file (%d pages)", id, free, filePages)
 		}
 		if prev, ok := c.seen[free]; ok {
 			return fmt.Errorf("freelist: page %d lists page %d as free, but %s uses it", id, free, prev)
