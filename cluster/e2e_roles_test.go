@@ -73,17 +73,7 @@ func startLPDs(t testing.TB, specs []lpdSpec, args ...string) *e2eCluster {
 		c.order = append(c.order, s.name)
 		c.start(s.name)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range c.order {
-				data, _ := os.ReadFile(c.procs[name].log)
-				if len(data) > 5000 {
-					data = data[len(data)-5000:]
-				}
-				t.Logf("--- log of %s (tail) ---\n%s", name, data)
-			}
-		}
-	})
+	c.logTailsOnFailure()
 	first := specs[0].name
 	c.waitFor(60*time.Second, fmt.Sprintf("%d nodes registered, alive and healthy", len(specs)), func() bool {
 		ms, err := c.client(first).Members(context.Background())

@@ -81,17 +81,7 @@ func startSecure(t *testing.T) *secCluster {
 		c.order = append(c.order, s.name)
 		c.start(s.name)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range c.order {
-				data, _ := os.ReadFile(c.procs[name].log)
-				if len(data) > 6000 {
-					data = data[len(data)-6000:]
-				}
-				t.Logf("--- log of %s (tail) ---\n%s", name, data)
-			}
-		}
-	})
+	c.logTailsOnFailure()
 	c.waitFor(45*time.Second, "3 nodes registered, alive, healthy and voters over tls", func() bool {
 		ms, err := c.as("w", "alice").Members(context.Background())
 		if err != nil {

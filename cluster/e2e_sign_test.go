@@ -58,17 +58,7 @@ func startSignedE2E(t *testing.T, trusted map[string]string) *e2eCluster {
 		c.writeConfig(s.name, b.String(), trusted[s.name])
 		c.start(s.name)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range c.order {
-				data, _ := os.ReadFile(c.procs[name].log)
-				if len(data) > 6000 {
-					data = data[len(data)-6000:]
-				}
-				t.Logf("--- log of %s (tail) ---\n%s", name, data)
-			}
-		}
-	})
+	c.logTailsOnFailure()
 	c.waitFor(30*time.Second, "3 nodes registered, alive and healthy", func() bool {
 		ms, err := c.client("w").Members(context.Background())
 		if err != nil {

@@ -75,6 +75,22 @@ func freePort(t testing.TB) int {
 	return 0
 }
 
+// logTailsOnFailure makes a failed test log the tail of every lpd's log.
+func (c *e2eCluster) logTailsOnFailure() {
+	c.t.Cleanup(func() {
+		if !c.t.Failed() {
+			return
+		}
+		for _, name := range c.order {
+			data, _ := os.ReadFile(c.procs[name].log)
+			if len(data) > 6000 {
+				data = data[len(data)-6000:]
+			}
+			c.t.Logf("--- log of %s (tail) ---\n%s", name, data)
+		}
+	})
+}
+
 // handedOut is every port freePort has returned in this test binary.
 var handedOut struct {
 	sync.Mutex
@@ -145,17 +161,7 @@ func startE2EWith(t *testing.T, specs []e2eSpec, args ...string) *e2eCluster {
 		c.order = append(c.order, s.name)
 		c.start(s.name)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range c.order {
-				data, _ := os.ReadFile(c.procs[name].log)
-				if len(data) > 6000 {
-					data = data[len(data)-6000:]
-				}
-				t.Logf("--- log of %s (tail) ---\n%s", name, data)
-			}
-		}
-	})
+	c.logTailsOnFailure()
 	c.waitFor(30*time.Second, fmt.Sprintf("%d nodes registered, alive and healthy", len(specs)), func() bool {
 		st, err := c.client("w").Status(context.Background())
 		if err != nil || st.Leader == "" {

@@ -47,17 +47,7 @@ func startServers(t *testing.T) *e2eCluster {
 		c.order = append(c.order, name)
 		c.start(name)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range c.order {
-				data, _ := os.ReadFile(c.procs[name].log)
-				if len(data) > 6000 {
-					data = data[len(data)-6000:]
-				}
-				t.Logf("--- log of %s (tail) ---\n%s", name, data)
-			}
-		}
-	})
+	c.logTailsOnFailure()
 	c.waitFor(30*time.Second, "3 voters", func() bool { return c.voters("s1") == 3 })
 	// Every server registered in the FSM: only a registered voter that
 	// comes back empty has lost state (a server still starting may).
