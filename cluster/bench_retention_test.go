@@ -98,7 +98,7 @@ func printRetentionRow(b *testing.B, tc *testCluster, plans int) {
 	snapIdx, _ := strconv.ParseUint(stats["last_snapshot_index"], 10, 64)
 	entries := last
 	if snapIdx > 0 {
-		entries = last - snapIdx + min(snapIdx, 4096) // raft keeps TrailingLogs behind a snapshot
+		entries = last - snapIdx + min(snapIdx, l.cfg.TrailingLogs) // raft keeps TrailingLogs behind a snapshot
 	}
 	var lat []time.Duration
 	probe := &fsm.Prune{Retention: fsm.Retention{BlobGrace: 1000 * time.Hour}, Cause: "benchmark probe"}

@@ -40,6 +40,10 @@ type Config struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
+	// Raft log compaction: a snapshot after SnapshotThreshold entries,
+	// keeping TrailingLogs entries behind it.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
 
 	// ApplyTimeout bounds one raft apply.
 	ApplyTimeout time.Duration
@@ -98,6 +102,8 @@ func Default() Config {
 		ElectionTimeout:    600 * time.Millisecond,
 		LeaderLeaseTimeout: 300 * time.Millisecond,
 		CommitTimeout:      20 * time.Millisecond,
+		SnapshotThreshold:  4096,
+		TrailingLogs:       4096,
 		ApplyTimeout:       5 * time.Second,
 		AgentInterval:      200 * time.Millisecond,
 		LeaderInterval:     100 * time.Millisecond,
@@ -125,6 +131,16 @@ func FromNode(n *config.Node) Config {
 	c.Node = *n
 	c.APIPort, c.RaftPort, c.GossipPort = n.Ports.API, n.Ports.Raft, n.Ports.Gossip
 	c.Gossip = GossipTiming(n.Heartbeat)
+	// A config.Node built without DefaultNode (zero sections) keeps the
+	// defaults.
+	if r := n.Raft; r != (config.Raft{}) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.CommitTimeout =
+			r.HeartbeatTimeout, r.ElectionTimeout, r.LeaderLeaseTimeout, r.CommitTimeout
+		c.SnapshotThreshold, c.TrailingLogs = uint64(r.SnapshotThreshold), uint64(r.TrailingLogs)
+	}
+	if r := n.Retention; r != (config.Retention{}) {
+		c.Retention.History, c.Retention.HistoryAge, c.Retention.Plans = r.History, r.HistoryAge, r.Plans
+	}
 	return c
 }
 
@@ -190,6 +206,12 @@ func (c Config) Validate() error {
 		if d.v < d.min {
 			return bad(d.name, "want at least %v, got %v", d.min, d.v)
 		}
+	}
+	if c.ElectionTimeout < c.HeartbeatTimeout {
+		return bad("ElectionTimeout", "%v is less than HeartbeatTimeout %v", c.ElectionTimeout, c.HeartbeatTimeout)
+	}
+	if c.SnapshotThreshold < 1 {
+		return bad("SnapshotThreshold", "want at least 1, got %d", c.SnapshotThreshold)
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		return bad("LeaderLeaseTimeout", "%v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)

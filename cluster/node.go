@@ -232,8 +232,8 @@ func (n *Node) openRaft() (fresh bool, err error) {
 	rc.ElectionTimeout = c.ElectionTimeout
 	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
 	rc.CommitTimeout = c.CommitTimeout
-	rc.SnapshotThreshold = 4096
-	rc.TrailingLogs = 4096
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.TrailingLogs = c.TrailingLogs
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, DisableTime: true,
 		Output: slogWriter{log: n.log.With("part", "raft"), mute: &n.stopping}})
 	rc.Logger = hl

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"lp/config"
 	"lp/fsm"
 )
 
@@ -101,5 +102,32 @@ func TestPruneCollectsModules(t *testing.T) {
 	})
 	if _, ok := tc.leader().State().Plans["p000002"]; !ok {
 		t.Errorf("the newest plan was pruned; want it kept")
+	}
+}
+
+// TestFromNodeRaftAndRetention: lpd.yaml's raft: and retention: reach the
+// node's Config; a config.Node without them keeps the defaults.
+func TestFromNodeRaftAndRetention(t *testing.T) {
+	n := config.DefaultNode()
+	n.Raft.HeartbeatTimeout, n.Raft.ElectionTimeout, n.Raft.SnapshotThreshold = 2*time.Second, 3*time.Second, 100
+	n.Retention.Plans = 7
+	c := FromNode(&n)
+	if c.HeartbeatTimeout != 2*time.Second || c.ElectionTimeout != 3*time.Second || c.SnapshotThreshold != 100 ||
+		c.LeaderLeaseTimeout != n.Raft.LeaderLeaseTimeout || c.TrailingLogs != uint64(n.Raft.TrailingLogs) {
+		t.Errorf("FromNode raft = %v %v %v %v %v", c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.SnapshotThreshold, c.TrailingLogs)
+	}
+	if c.Retention.Plans != 7 || c.Retention.History != n.Retention.History || c.Retention.BlobGrace != DefaultRetention().BlobGrace {
+		t.Errorf("FromNode retention = %+v", c.Retention)
+	}
+	d, def := FromNode(&config.Node{}), Default()
+	if d.HeartbeatTimeout != def.HeartbeatTimeout || d.SnapshotThreshold != def.SnapshotThreshold || d.Retention != def.Retention {
+		t.Errorf("FromNode(zero node) = %v %v %+v; want the defaults", d.HeartbeatTimeout, d.SnapshotThreshold, d.Retention)
+	}
+	// config's defaults are cluster's defaults.
+	dn := config.DefaultNode()
+	if x := FromNode(&dn); x.HeartbeatTimeout != def.HeartbeatTimeout || x.ElectionTimeout != def.ElectionTimeout ||
+		x.LeaderLeaseTimeout != def.LeaderLeaseTimeout || x.CommitTimeout != def.CommitTimeout ||
+		x.SnapshotThreshold != def.SnapshotThreshold || x.TrailingLogs != def.TrailingLogs || x.Retention != def.Retention {
+		t.Errorf("FromNode(DefaultNode) differs from Default")
 	}
 }

@@ -106,6 +106,8 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 		{"heartbeat", func(d *decoder, path string, v *yaml.Node) error {
 			return d.mapping(path, v, heartbeatFields(&n.Heartbeat))
 		}},
+		{"raft", section(raftFields(&n.Raft))},
+		{"retention", section(retentionFields(&n.Retention))},
 		{"priority", func(d *decoder, path string, v *yaml.Node) error {
 			return d.mapping(path, v, priorityFields(&n.Priority))
 		}},

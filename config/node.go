@@ -60,6 +60,8 @@ type Node struct {
 	GossipKey       []byte            // gossip_key: decoded from base64; 16, 24 or 32 bytes, or none
 	TrustedKeys     []string          // trusted_keys: base64 ed25519 public keys; set: modules must be signed by one
 	Heartbeat       Heartbeat         // heartbeat: gossip timing; default timing lan-fast
+	Raft            Raft              // raft: raft timeouts and log compaction; default DefaultRaft
+	Retention       Retention         // retention: history and finished plans kept; default DefaultRetention
 	Priority        Priority          // priority: CPU priority of lpd's threads; default nice -10
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
@@ -123,6 +125,8 @@ func DefaultNode() Node {
 		ExecChecks:    ExecAllow,
 		DebugDir:      DefaultDebugDir,
 		Heartbeat:     Heartbeat{Timing: TimingLANFast},
+		Raft:          DefaultRaft(),
+		Retention:     DefaultRetention(),
 		Priority:      Priority{Nice: DefaultNice},
 	}
 }
@@ -163,6 +167,12 @@ func (n *Node) Validate() error {
 		return err
 	}
 	if err := n.Heartbeat.validate(); err != nil {
+		return err
+	}
+	if err := n.Raft.validate(); err != nil {
+		return err
+	}
+	if err := n.Retention.validate(); err != nil {
 		return err
 	}
 	if err := n.Priority.validate(); err != nil {

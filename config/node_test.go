@@ -24,6 +24,24 @@ role: active
 targets: {sipd: {comm: sipd}}
 `
 
+// TestRaftAndRetentionKeys: keys set are taken, keys left out keep their
+// default.
+func TestRaftAndRetentionKeys(t *testing.T) {
+	n, err := ParseNode([]byte(minimalNode+"raft:\n  heartbeat_timeout: 2s\n  election_timeout: 3s\n  trailing_logs: 0\nretention: {history: 0, plans: 7}\n"), "lpd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRaft := DefaultRaft()
+	wantRaft.HeartbeatTimeout, wantRaft.ElectionTimeout, wantRaft.TrailingLogs = 2*time.Second, 3*time.Second, 0
+	if n.Raft != wantRaft {
+		t.Errorf("raft = %+v; want %+v", n.Raft, wantRaft)
+	}
+	wantRet := Retention{History: 0, HistoryAge: DefaultRetention().HistoryAge, Plans: 7}
+	if n.Retention != wantRet {
+		t.Errorf("retention = %+v; want %+v", n.Retention, wantRet)
+	}
+}
+
 func TestLoadNodeDesignExample(t *testing.T) {
 	path := filepath.Join("testdata", "lpd.yaml")
 	n, err := LoadNode(path)
@@ -68,6 +86,8 @@ func TestLoadNodeDesignExample(t *testing.T) {
 		ExecChecks:  ExecAllow,
 		DebugDir:    DefaultDebugDir,
 		Heartbeat:   Heartbeat{Timing: TimingLANFast},
+		Raft:        DefaultRaft(),
+		Retention:   DefaultRetention(),
 		Priority:    Priority{Nice: DefaultNice},
 	}
 	if !reflect.DeepEqual(n, want) {
@@ -254,6 +274,13 @@ func TestParseNodeErrors(t *testing.T) {
 		{"heartbeat mult zero", minimalNode + "heartbeat:\n  timing: custom\n  probe_interval: 1s\n  probe_timeout: 500ms\n  suspicion_mult: 0\n", 9, "heartbeat.suspicion_mult", ErrInvalid, "0 out of range 1-100"},
 		{"heartbeat mult type", minimalNode + "heartbeat:\n  timing: custom\n  suspicion_mult: lots\n", 7, "heartbeat.suspicion_mult", ErrType, `want an integer 1-100, got "lots"`},
 		{"heartbeat unknown key", minimalNode + "heartbeat:\n  probe_intervall: 1s\n", 6, "heartbeat", ErrUnknownKey, `(did you mean "probe_interval"?)`},
+		{"raft election below heartbeat", minimalNode + "raft:\n  heartbeat_timeout: 2s\n", 5, "raft.election_timeout", ErrInvalid, "600ms is less than heartbeat_timeout 2s"},
+		{"raft lease above heartbeat", minimalNode + "raft:\n  leader_lease_timeout: 1s\n", 6, "raft.leader_lease_timeout", ErrInvalid, "1s is more than heartbeat_timeout 600ms"},
+		{"raft timeout too short", minimalNode + "raft:\n  heartbeat_timeout: 1ms\n", 6, "raft.heartbeat_timeout", ErrInvalid, "1ms out of range 5ms-5m0s"},
+		{"raft threshold too small", minimalNode + "raft: {snapshot_threshold: 3}\n", 5, "raft.snapshot_threshold", ErrInvalid, "3 out of range 16-16777216"},
+		{"raft unknown key", minimalNode + "raft:\n  heartbeat: 1s\n", 6, "raft", ErrUnknownKey, `did you mean "heartbeat_timeout"?`},
+		{"retention negative", minimalNode + "retention:\n  plans: -1\n", 6, "retention.plans", ErrInvalid, "-1 is negative (0: no limit)"},
+		{"retention age type", minimalNode + "retention:\n  history_age: 30d\n", 6, "retention.history_age", ErrType, `want a duration like "2s" or "500ms", got "30d"`},
 		{"port out of range", minimalNode + "ports:\n  api: 70000\n", 6, "ports.api", ErrInvalid, "70000 out of range 1-65535"},
 		{"port zero", minimalNode + "ports: {gossip: 0}\n", 5, "ports.gossip", ErrInvalid, "0 out of range 1-65535"},
 		{"ports not distinct", minimalNode + "ports:\n  api: 7071\n", 5, "ports.raft", ErrInvalid, "7071 is also ports.api"},
