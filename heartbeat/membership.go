@@ -96,8 +96,14 @@ func (c Config) Validate() error {
 const leaveIntentTTL = 30 * time.Second
 
 // msgLeaveIntent tags the user message "I am about to leave": the byte,
-// then the member name.
-const msgLeaveIntent byte = 'L'
+// then the member name. Its receiver answers with msgLeaveAck (the byte,
+// then its own name) once the intent is recorded, so the leaver starts
+// memberlist's leave broadcast (UDP, which could overtake an unprocessed TCP
+// intent) only after every member knows.
+const (
+	msgLeaveIntent byte = 'L'
+	msgLeaveAck    byte = 'K'
+)
 
 // Membership is this node's view of the gossip cluster.
 type Membership struct {
@@ -117,6 +123,7 @@ type Membership struct {
 	leaving   map[string]time.Time // leave intents received
 	localMeta []byte
 	leftSelf  bool
+	leaveAcks chan string // during Leave: names of members that recorded the intent
 }
 
 type member struct {
@@ -310,31 +317,44 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	m.leftSelf = true
 	m.mu.Unlock()
 
-	// The intent goes over TCP to each member in parallel; half the budget
-	// is kept for memberlist's own leave broadcast.
+	// The intent goes over TCP to each member in parallel and each answers
+	// once it has recorded it; half the budget is kept for memberlist's own
+	// leave broadcast.
 	msg := append([]byte{msgLeaveIntent}, m.cfg.Name...)
-	done := make(chan struct{})
-	var sends sync.WaitGroup
+	waiting := map[string]bool{}
+	acks := make(chan string, 64)
+	m.mu.Lock()
+	m.leaveAcks = acks
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.leaveAcks = nil
+		m.mu.Unlock()
+	}()
 	for _, n := range m.ml.Members() {
 		if n.Name == m.cfg.Name {
 			continue
 		}
 		node := *n
-		sends.Add(1)
+		waiting[node.Name] = true
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			defer sends.Done()
 			if err := m.ml.SendReliable(&node, msg); err != nil {
 				m.log.Warn("sending leave intent", "to", node.Name, "err", err)
 			}
 		}()
 	}
-	go func() { sends.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout / 2):
-		m.log.Warn("leave intent not delivered to every member in time", "timeout", timeout/2)
+	budget := time.NewTimer(timeout / 2)
+	defer budget.Stop()
+	for len(waiting) > 0 {
+		select {
+		case name := <-acks:
+			delete(waiting, name)
+		case <-budget.C:
+			m.log.Warn("leave intent not acknowledged by every member in time", "timeout", timeout/2, "missing", len(waiting))
+			waiting = nil
+		}
 	}
 
 	remaining := time.Until(deadline)
@@ -520,14 +540,39 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return bytes.Clone(d.m.localMeta)
 }
 
+// NotifyMsg handles lp's two user messages. The intent arrives over TCP
+// (SendReliable), so this runs on that connection's own goroutine and may
+// answer synchronously without holding up gossip.
 func (d *delegate) NotifyMsg(b []byte) {
-	if len(b) < 2 || b[0] != msgLeaveIntent {
+	if len(b) < 2 {
 		return
 	}
-	name := string(b[1:])
-	d.m.mu.Lock()
-	d.m.leaving[name] = time.Now()
-	d.m.mu.Unlock()
+	m, name := d.m, string(b[1:])
+	switch b[0] {
+	case msgLeaveIntent:
+		m.mu.Lock()
+		m.leaving[name] = time.Now()
+		m.mu.Unlock()
+		for _, n := range m.ml.Members() {
+			if n.Name == name {
+				ack := append([]byte{msgLeaveAck}, m.cfg.Name...)
+				if err := m.ml.SendReliable(n, ack); err != nil {
+					m.log.Debug("acknowledging leave intent", "to", name, "err", err)
+				}
+				break
+			}
+		}
+	case msgLeaveAck:
+		m.mu.Lock()
+		acks := m.leaveAcks
+		m.mu.Unlock()
+		if acks != nil {
+			select {
+			case acks <- name:
+			default:
+			}
+		}
+	}
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
