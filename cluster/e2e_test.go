@@ -241,6 +241,7 @@ func (c *e2eCluster) client(name string) *api.Client {
 
 func (c *e2eCluster) waitFor(d time.Duration, what string, cond func() bool) {
 	c.t.Helper()
+	d = waitBudget(d)
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {

@@ -140,7 +140,7 @@ func (s *service) value() int {
 // waitValue waits until the service prints want.
 func (s *service) waitValue(t testing.TB, want int, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(waitBudget(d))
 	for {
 		got := s.value()
 		if got == want {

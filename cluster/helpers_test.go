@@ -165,6 +165,14 @@ func startTestCluster(t testing.TB, specs []nodeSpec, tune func(*Config)) *testC
 		cfg.Patcher = tc.patcher
 		cfg.Logger = testLogger(t).With("n", s.name)
 		cfg.RetryBackoff = 300 * time.Millisecond
+		if raceEnabled {
+			// The race detector slows raft's goroutines several times:
+			// give its leader the same margin over its heartbeats as the
+			// defaults give an uninstrumented lpd.
+			cfg.HeartbeatTimeout *= 2
+			cfg.ElectionTimeout *= 2
+			cfg.LeaderLeaseTimeout *= 2
+		}
 		if tune != nil {
 			tune(&cfg)
 		}
@@ -204,6 +212,7 @@ func (tc *testCluster) leader() *Node {
 
 func (tc *testCluster) waitFor(d time.Duration, what string, cond func() bool) {
 	tc.t.Helper()
+	d = waitBudget(d)
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
