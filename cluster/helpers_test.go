@@ -16,6 +16,7 @@ import (
 
 	"lp/config"
 	"lp/fsm"
+	"lp/heartbeat"
 )
 
 // fakePatcher records patches per pid in memory: the engine's contract
@@ -172,6 +173,9 @@ func startTestCluster(t testing.TB, specs []nodeSpec, tune func(*Config)) *testC
 			cfg.HeartbeatTimeout *= 2
 			cfg.ElectionTimeout *= 2
 			cfg.LeaderLeaseTimeout *= 2
+			// and the failure detector likewise (every member of the
+			// test cluster agrees: the same custom timing).
+			cfg.Gossip = heartbeat.Custom(300*time.Millisecond, 150*time.Millisecond, 3)
 		}
 		if tune != nil {
 			tune(&cfg)
