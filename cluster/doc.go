@@ -25,9 +25,10 @@
 //     never reverted. See docs/agent.md;
 //   - on the leader only, the membership reconciler (raft voters and
 //     non-voters, node status and health in the FSM from gossip) and the
-//     orchestrator (orchestrator.go), which moves plans phase by phase. Its
+//     orchestrator (leader.go), which moves plans phase by phase. Its
 //     decisions are a pure function of the FSM state, the clock and the trial
-//     failures reported to it (planStep), and every side effect is a command
+//     failures reported to it (package decide: decide.PlanStep), and every
+//     side effect is a command
 //     committed through raft first, so a new leader resumes where the old
 //     one stopped.
 //
@@ -47,8 +48,8 @@
 // # Roles and failover
 //
 // Roles live in the FSM. With roles: managed (the default) the leader owns
-// them: beside the orchestrator it runs the pure decision pairRoleStep
-// (roles.go) on every tick. When a pair's active has been dead, gone or
+// them: beside the orchestrator it runs the pure decision
+// decide.PairRoleStep on every tick. When a pair's active has been dead, gone or
 // unhealthy in the FSM (a suspect node is not down yet) for its
 // failover_after — counted from the FSM's DownSince, so a new leader goes
 // on counting — and the standby is alive and healthy, the leader commits
@@ -70,9 +71,9 @@
 // active) runs the owed hook when it is back and caught up: it rejoins as
 // standby and runs on_demote; there is no automatic failback.
 //
-// Manual switchover (lpctl promote NODE, see promotion): with the active
-// alive, the leader demotes it and records NODE as its Handover target;
-// pairRoleStep promotes NODE once the demoted node has reported its
+// Manual switchover (lpctl promote NODE, see decide.Promotion): with the
+// active alive, the leader demotes it and records NODE as its Handover
+// target; decide.PairRoleStep promotes NODE once the demoted node has reported its
 // on_demote (or is dead, or the handover timeout passed), so the hooks run
 // demote first, then promote. With the active dead NODE is promoted at
 // once.

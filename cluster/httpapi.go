@@ -22,6 +22,7 @@ import (
 
 	"lp/cluster/api"
 	"lp/config"
+	"lp/decide"
 	"lp/engine/module"
 	"lp/fsm"
 	"lp/heartbeat"
@@ -275,7 +276,7 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 		// Why a down active's standby is not promoted (yet).
 		now := time.Now()
 		for _, pair := range s.Pairs() {
-			if cmd, why := pairRoleStep(s, pair, now); cmd == nil && why != "" {
+			if cmd, why := decide.PairRoleStep(s, pair, now); cmd == nil && why != "" {
 				if act, _ := s.PairRoles(pair); act != "" && rows[act] != nil && s.Nodes[act].Down() {
 					rows[act].Failover = why
 				}
@@ -384,7 +385,7 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 			Desired: desired, PreState: pre, Observed: slices.Clone(obs.Active), Pid: obs.Pid, Error: obs.Error,
 			Converged:  s.NodeConverged(st.Node, target),
 			AtPreState: slices.Equal(desired, pre) && slices.Equal(obs.Active, pre),
-			LastSeen:   lastSeen(nd), Unmanaged: slices.Clone(obs.Unmanaged),
+			LastSeen:   decide.LastSeen(nd), Unmanaged: slices.Clone(obs.Unmanaged),
 		})
 		last := &d.Nodes[len(d.Nodes)-1]
 		last.Pending = registered && !last.AtPreState && (p.State == fsm.PlanRollingBack || p.State == fsm.PlanFailed && !p.RollbackStarted.IsZero())
@@ -693,13 +694,13 @@ func (n *Node) handlePromote(w http.ResponseWriter, r *http.Request) {
 		err  error
 	)
 	now := time.Now()
-	n.fsm.View(func(s *fsm.State) { cmd, noop, err = promotion(s, name, now, n.cfg.HandoverTimeout) })
+	n.fsm.View(func(s *fsm.State) { cmd, noop, err = decide.Promotion(s, name, now, n.cfg.HandoverTimeout) })
 	if sr, ok := cmd.(*fsm.SetRole); ok {
 		sr.Cause += " (by " + identityOf(r).String() + ")"
 	}
-	var rf *refusal
+	var rf *decide.Refusal
 	if errors.As(err, &rf) {
-		writeError(w, rf.status, rf.msg)
+		writeError(w, refusalStatus(rf), rf.Msg)
 		return
 	}
 	if cmd == nil {
@@ -929,4 +930,12 @@ func (n *Node) handleTrialFailure(w http.ResponseWriter, r *http.Request) {
 	n.trials.add(req, time.Now())
 	n.changed.Notify()
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// refusalStatus is the HTTP status of a decider's refusal.
+func refusalStatus(r *decide.Refusal) int {
+	if r.Kind == decide.NotFound {
+		return http.StatusNotFound
+	}
+	return http.StatusConflict
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"lp/cluster/api"
+	"lp/decide"
 	"lp/fsm"
 	"lp/heartbeat"
 )
@@ -82,19 +83,17 @@ func (n *Node) lead(ctx context.Context) {
 			n.prune()
 			lastPrune = time.Now()
 		}
-		// Wake at the end of the earliest trial, or when an active's
-		// failover_after runs out, rather than up to a tick after it.
+		// Wake at the end of the earliest trial, when an active's
+		// failover_after runs out, or a suspicion outlasts its bound,
+		// rather than up to a tick after it.
 		var (
 			trialEnd <-chan time.Time
 			timer    *time.Timer
+			d        time.Time
+			ok       bool
 		)
-		d, ok := n.nextTrialEnd()
-		if f, fok := n.nextFailover(); fok && (!ok || f.Before(d)) {
-			d, ok = f, true
-		}
-		if f, fok := n.nextSuspectEnd(); fok && (!ok || f.Before(d)) {
-			d, ok = f, true
-		}
+		now := time.Now()
+		n.fsm.View(func(s *fsm.State) { d, ok = decide.Wake(s, now) })
 		// A deadline already past is the ticker's business: a step that
 		// waits for something else after it must not spin this loop.
 		if ok && time.Until(d) > 0 {
@@ -130,74 +129,6 @@ func (n *Node) prune() {
 		return
 	}
 	n.log.Debug("pruned the replicated state", "noop", res.Noop, "message", res.Message)
-}
-
-// nextTrialEnd returns the earliest deadline of a running plan's trial
-// that is still ahead.
-func (n *Node) nextTrialEnd() (time.Time, bool) {
-	now := time.Now()
-	var (
-		next  time.Time
-		found bool
-	)
-	n.fsm.View(func(s *fsm.State) {
-		for _, p := range s.Plans {
-			if p.State == fsm.PlanRunning && p.Phase.Trial() && p.PhaseDeadline.After(now) && (!found || p.PhaseDeadline.Before(next)) {
-				next, found = p.PhaseDeadline, true
-			}
-		}
-	})
-	return next, found
-}
-
-// nextFailover returns the earliest time ahead at which a down active of a
-// pair with managed roles reaches its failover_after.
-func (n *Node) nextFailover() (time.Time, bool) {
-	now := time.Now()
-	var (
-		next  time.Time
-		found bool
-	)
-	n.fsm.View(func(s *fsm.State) {
-		for _, nd := range s.Nodes {
-			if nd.Role != fsm.RoleActive || nd.External() || nd.DownSince.IsZero() {
-				continue
-			}
-			fa := nd.FailoverAfter
-			if fa <= 0 {
-				fa = defaultFailoverAfter
-			}
-			// Without peer checks, an active whose lpd is gone waits
-			// failover_after twice (failoverWait): wake at both.
-			for _, at := range []time.Time{nd.DownSince.Add(fa), nd.DownSince.Add(2 * fa)} {
-				if at.After(now) && (!found || at.Before(next)) {
-					next, found = at, true
-				}
-			}
-		}
-	})
-	return next, found
-}
-
-// nextSuspectEnd returns the earliest time ahead at which a suspect node
-// outlasts its SuspectBound (just after it, when runningFailure sees it).
-func (n *Node) nextSuspectEnd() (time.Time, bool) {
-	now := time.Now()
-	var (
-		next  time.Time
-		found bool
-	)
-	n.fsm.View(func(s *fsm.State) {
-		for _, nd := range s.Nodes {
-			if nd.Status != fsm.StatusSuspect {
-				continue
-			}
-			if at := nd.SuspectSince.Add(nd.SuspectBound + time.Millisecond); at.After(now) && (!found || at.Before(next)) {
-				next, found = at, true
-			}
-		}
-	})
-	return next, found
 }
 
 // reconcileMembers makes the raft configuration and the FSM's node status
@@ -341,27 +272,27 @@ func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		var steps []step
+		var steps []decide.Step
 		now := time.Now()
-		fails := n.trials.snapshot()
-		n.fsm.View(func(s *fsm.State) { steps = append(nextSteps(s, now, fails), roleSteps(s, now)...) })
+		trials := n.trials.snapshot()
+		n.fsm.View(func(s *fsm.State) { steps = append(decide.NextSteps(s, now, trials), decide.RoleSteps(s, now)...) })
 		if len(steps) == 0 {
 			return
 		}
 		progressed := false
 		for _, st := range steps {
-			key := st.plan + " " + string(st.cmd.CommandType())
+			key := st.Plan + " " + string(st.Cmd.CommandType())
 			if at, ok := refused[key]; ok && time.Since(at) < time.Second {
 				continue
 			}
-			res, err := n.apply(st.cmd)
+			res, err := n.apply(st.Cmd)
 			if err != nil {
 				refused[key] = time.Now()
-				n.log.Warn("orchestrator step refused", "plan", st.plan, "type", st.cmd.CommandType(), "why", st.why, "err", err)
+				n.log.Warn("orchestrator step refused", "plan", st.Plan, "type", st.Cmd.CommandType(), "why", st.Why, "err", err)
 				continue
 			}
 			delete(refused, key)
-			n.log.Info("orchestrator step", "plan", st.plan, "type", st.cmd.CommandType(), "why", st.why, "noop", res.Noop)
+			n.log.Info("orchestrator step", "plan", st.Plan, "type", st.Cmd.CommandType(), "why", st.Why, "noop", res.Noop)
 			if !res.Noop {
 				progressed = true
 			}
@@ -372,57 +303,21 @@ func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 	}
 }
 
-// trialFailures holds the plan health-check failures agents reported to
-// this leader, and their reports that a trial passed: plan id -> the
-// latest of each. They live in memory only: an
+// trialFailures holds the reports about plan trial checks agents sent to
+// this leader (decide.Trial, by plan id). They live in memory only: an
 // agent repeats its report while the check fails, so a new leader learns it
 // again.
 type trialFailures struct {
 	mu sync.Mutex
-	m  map[string]trialFailure
+	m  map[string]decide.Trial
 }
 
-type trialFailure struct {
-	api.TrialFailure // the latest failure
-	At               time.Time
-	// PassedBy is the node that last reported that its trial checks all
-	// ran and none failed, at PassedAt (as this leader received it).
-	PassedBy string
-	PassedAt time.Time
-	// Passes holds every node's latest passing report (the nodes of a
-	// wave of pairs report each; max_parallel). Replaced, never written.
-	Passes map[string]time.Time
-}
-
-// passedAt returns when node last reported its trial checks passed.
-func (f trialFailure) passedAt(node string) (time.Time, bool) {
-	if at, ok := f.Passes[node]; ok {
-		return at, true
-	}
-	if f.PassedBy == node && node != "" {
-		return f.PassedAt, true
-	}
-	return time.Time{}, false
-}
-
-func newTrialFailures() *trialFailures { return &trialFailures{m: map[string]trialFailure{}} }
+func newTrialFailures() *trialFailures { return &trialFailures{m: map[string]decide.Trial{}} }
 
 func (t *trialFailures) add(f api.TrialFailure, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.m[f.Plan]
-	if f.Passed {
-		e.PassedBy, e.PassedAt = f.Node, at
-		passes := make(map[string]time.Time, len(e.Passes)+1)
-		for k, v := range e.Passes {
-			passes[k] = v
-		}
-		passes[f.Node] = at
-		e.Passes = passes
-	} else {
-		e.TrialFailure, e.At = f, at
-	}
-	t.m[f.Plan] = e
+	t.m[f.Plan] = t.m[f.Plan].With(decide.Report{Plan: f.Plan, Node: f.Node, Check: f.Check, Output: f.Output, Passed: f.Passed}, at)
 }
 
 func (t *trialFailures) reset() {
@@ -431,10 +326,10 @@ func (t *trialFailures) reset() {
 	clear(t.m)
 }
 
-func (t *trialFailures) snapshot() map[string]trialFailure {
+func (t *trialFailures) snapshot() map[string]decide.Trial {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make(map[string]trialFailure, len(t.m))
+	out := make(map[string]decide.Trial, len(t.m))
 	for k, v := range t.m {
 		out[k] = v
 	}

@@ -21,7 +21,7 @@ type peerState struct {
 // peerHealth runs this node's peer_health checks while its pair peer's lpd
 // is dead or gone in gossip, and reports their verdict ("up", "down", or
 // "" while not checking or without a verdict yet) to the leader, which
-// decides a failover on it (see failoverWait).
+// decides a failover on it (see decide.PairRoleStep).
 func (a *agent) peerHealth(ctx context.Context, self fsm.Node) {
 	n := a.n
 	if len(n.cfg.Node.PeerHealth) == 0 || self.Pair == "" {

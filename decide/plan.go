@@ -1,4 +1,4 @@
-package cluster
+package decide
 
 import (
 	"fmt"
@@ -9,29 +9,29 @@ import (
 	"lp/fsm"
 )
 
-// step is one command the orchestrator wants committed, and why.
-type step struct {
-	plan string
-	cmd  fsm.Command
-	why  string
+// Step is one command the leader should commit, and why.
+type Step struct {
+	Plan string // the plan it moves, or "pair NAME" for a role step
+	Cmd  fsm.Command
+	Why  string
 }
 
-// nextSteps returns, for every plan that is pending, running or rolling
+// NextSteps returns, for every plan that is pending, running or rolling
 // back, the next command that moves it on (none while it must wait). It is a
 // pure function of the state, the clock and the trial failures reported to
 // the leader, so that any leader decides the same from the same state.
-func nextSteps(s *fsm.State, now time.Time, fails map[string]trialFailure) []step {
-	var out []step
+func NextSteps(s *fsm.State, now time.Time, trials map[string]Trial) []Step {
+	var out []Step
 	for _, p := range s.PlanList() {
-		if cmd, why := planStep(s, p, now, fails[p.ID]); cmd != nil {
-			out = append(out, step{plan: p.ID, cmd: cmd, why: why})
+		if cmd, why := PlanStep(s, p, now, trials[p.ID]); cmd != nil {
+			out = append(out, Step{Plan: p.ID, Cmd: cmd, Why: why})
 		}
 	}
 	return out
 }
 
-// planStep decides the next command for one plan, nil to wait.
-func planStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.Command, string) {
+// PlanStep decides the next command for one plan, nil to wait.
+func PlanStep(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) (fsm.Command, string) {
 	switch p.State {
 	case fsm.PlanPending:
 		if deadlinePassed(p, now) {
@@ -48,7 +48,7 @@ func planStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.C
 		}
 		return runningStep(s, p, now, fail)
 	case fsm.PlanRollingBack:
-		return rollbackStep(s, p, now)
+		return RollbackStep(s, p, now)
 	}
 	return nil, ""
 }
@@ -102,15 +102,15 @@ func pairNotReady(s *fsm.State, p fsm.Plan, pair string) string {
 // health check failing on the node in trial; a node of the current pair
 // dead, gone or suspect for longer than its bound (see lost); a node the plan patched that is unhealthy, whose
 // target exited or whose agent reports an error since it was patched.
-func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) string {
+func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) string {
 	if deadlinePassed(p, now) {
 		return fmt.Sprintf("progress deadline passed at %s", stamp(p.PlanDeadline))
 	}
 	if !p.Phase.Trial() && !p.PhaseDeadline.IsZero() && now.After(p.PhaseDeadline) {
 		return fmt.Sprintf("%s of %s did not finish by %s", p.Phase, strings.Join(p.PhaseNodes(), ", "), stamp(p.PhaseDeadline))
 	}
-	if fail.Plan == p.ID && !fail.Passed && p.Phase.Trial() && slices.Contains(p.PhaseNodes(), fail.Node) && !fail.At.Before(p.PhaseStarted) {
-		return fmt.Sprintf("health check %s failed on %s during its trial: %s", fail.Check, fail.Node, clipText(fail.Output, 200))
+	if f := fail.Failure; f.Plan == p.ID && !f.Passed && p.Phase.Trial() && slices.Contains(p.PhaseNodes(), f.Node) && !fail.At.Before(p.PhaseStarted) {
+		return fmt.Sprintf("health check %s failed on %s during its trial: %s", f.Check, f.Node, clipText(f.Output, 200))
 	}
 	target := p.Spec.Target
 	for _, st := range p.Steps {
@@ -155,10 +155,10 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) 
 	return ""
 }
 
-// trialResultGrace is how long after a trial's end the orchestrator waits
+// TrialResultGrace is how long after a trial's end the orchestrator waits
 // for the node's report that its trial checks passed: twice the slowest
 // check's interval plus timeout, at least 5s.
-func trialResultGrace(p fsm.Plan) time.Duration {
+func TrialResultGrace(p fsm.Plan) time.Duration {
 	g := 5 * time.Second
 	for _, c := range p.Spec.Health {
 		g = max(g, 2*(c.Interval+c.Timeout))
@@ -205,7 +205,7 @@ func lost(n fsm.Node, now time.Time) string {
 // keepPatchFailover reports whether the loss of plan node st does not fail
 // the plan: with failover_during_trial: keep-patch, the unpatched active of
 // the pair whose standby is being patched or tried may fail; the leader
-// promotes the patched standby (see pairRoleStep) and the plan waits for
+// promotes the patched standby (see PairRoleStep) and the plan waits for
 // the old active to return before it patches it.
 func keepPatchFailover(p fsm.Plan, st fsm.NodeStep) bool {
 	return p.Spec.FailoverDuringTrial == fsm.FailoverKeepPatch && p.InWave(st.Pair) &&
@@ -216,7 +216,7 @@ func keepPatchFailover(p fsm.Plan, st fsm.NodeStep) bool {
 // works on one pair, or on a wave of pairs together (max_parallel): every
 // node of the phase is given the plan's stack, and the plan moves on once
 // all of them run it, or once their common trial has passed.
-func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fsm.Command, string) {
+func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) (fsm.Command, string) {
 	nodes, pair, target := p.PhaseNodes(), p.CurrentPair(), p.Spec.Target
 	who := strings.Join(nodes, " and ")
 	if !p.Phase.Trial() {
@@ -247,13 +247,13 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail trialFailure) (fs
 	}
 	if len(p.Spec.Health) > 0 {
 		for _, node := range nodes {
-			if at, ok := fail.passedAt(node); ok && !at.Before(p.PhaseDeadline) {
+			if at, ok := fail.PassedAt(node); ok && !at.Before(p.PhaseDeadline) {
 				continue
 			}
 			// A trial with checks passes only when the node says every
 			// check ran and none failed: a check that never produced a
 			// result counts as failing.
-			if by := p.PhaseDeadline.Add(trialResultGrace(p)); now.After(by) {
+			if by := p.PhaseDeadline.Add(TrialResultGrace(p)); now.After(by) {
 				return failure(p, fmt.Sprintf("%s reported no passing result of its trial checks by %s (a check that never produced a result counts as failing)", node, stamp(by)))
 			}
 			return nil, "waiting for " + node + "'s trial check results"
@@ -294,14 +294,14 @@ func waveNotReady(s *fsm.State, p fsm.Plan, wave []string) string {
 	return ""
 }
 
-// rollbackStep restores the pre-plan stacks: every standby-side node first
+// RollbackStep restores the pre-plan stacks: every standby-side node first
 // (and waits until the live ones run it), then the active side. The plan
 // is rolled back only when every plan node still registered runs its
 // pre-plan stack (observed, not only desired): a node whose lpd is down
 // keeps the plan rolling_back until it returns and reverts. Past the
 // rollback deadline, the plan fails, naming the nodes that did not revert;
 // `lpctl rollback ID` tries again.
-func rollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
+func RollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
 	target := p.Spec.Target
 	for _, side := range []fsm.Side{fsm.SideStandby, fsm.SideActive} {
 		for _, st := range p.Steps {
@@ -327,13 +327,13 @@ func rollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string)
 			}
 		}
 	}
-	pending := rollbackPending(s, p)
+	pending := RollbackPending(s, p)
 	if len(pending) == 0 {
 		return &fsm.FinishRollback{Plan: p.ID, Cause: "every plan node runs its pre-plan patches"}, "finish rollback"
 	}
 	var names []string
 	for _, n := range pending {
-		names = append(names, fmt.Sprintf("%s (%s, last seen %s)", n.Name, n.Status, stamp(lastSeen(n))))
+		names = append(names, fmt.Sprintf("%s (%s, last seen %s)", n.Name, n.Status, stamp(LastSeen(n))))
 	}
 	if !p.RollbackDeadline.IsZero() && now.After(p.RollbackDeadline) {
 		return &fsm.FailPlan{Plan: p.ID, Reason: fmt.Sprintf("rollback deadline passed at %s: %s did not return to the pre-plan patches (lpctl rollback %s retries)",
@@ -342,18 +342,18 @@ func rollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string)
 	return nil, "waiting for " + strings.Join(names, ", ") + " to roll back"
 }
 
-// lastSeen is when node n was last known alive: when it went down if it
+// LastSeen is when node n was last known alive: when it went down if it
 // is down, else its last registration or return.
-func lastSeen(n fsm.Node) time.Time {
+func LastSeen(n fsm.Node) time.Time {
 	if n.Status != fsm.StatusAlive && !n.DownSince.IsZero() {
 		return n.DownSince
 	}
 	return n.LastSeen
 }
 
-// rollbackPending returns the plan nodes still registered that do not run
+// RollbackPending returns the plan nodes still registered that do not run
 // their pre-plan stack (desired and observed), in plan order.
-func rollbackPending(s *fsm.State, p fsm.Plan) []fsm.Node {
+func RollbackPending(s *fsm.State, p fsm.Plan) []fsm.Node {
 	var out []fsm.Node
 	for _, st := range p.Steps {
 		n, ok := s.Nodes[st.Node]

@@ -1,33 +1,32 @@
-package cluster
+package decide
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
 	"lp/fsm"
 )
 
-// defaultFailoverAfter applies to a node registered without failover_after.
-const defaultFailoverAfter = 2 * time.Second
+// DefaultFailoverAfter applies to a node registered without failover_after.
+const DefaultFailoverAfter = 2 * time.Second
 
-// roleSteps returns the role command each pair with managed roles needs
+// RoleSteps returns the role command each pair with managed roles needs
 // now (a failover, or the next step of a switchover), none while every pair
-// has its active or must wait. Like nextSteps it is a pure function of the
+// has its active or must wait. Like NextSteps it is a pure function of the
 // state and the clock: the failover clock is each node's DownSince in the
 // FSM, so a new leader continues counting where the old one stopped.
-func roleSteps(s *fsm.State, now time.Time) []step {
-	var out []step
+func RoleSteps(s *fsm.State, now time.Time) []Step {
+	var out []Step
 	for _, pair := range s.Pairs() {
-		if cmd, why := pairRoleStep(s, pair, now); cmd != nil {
-			out = append(out, step{plan: "pair " + pair, cmd: cmd, why: why})
+		if cmd, why := PairRoleStep(s, pair, now); cmd != nil {
+			out = append(out, Step{Plan: "pair " + pair, Cmd: cmd, Why: why})
 		}
 	}
 	return out
 }
 
-// pairRoleStep decides the next role command of one pair, nil to wait (the
+// PairRoleStep decides the next role command of one pair, nil to wait (the
 // string then says why, for tests and logs).
 //
 //   - active down (dead, left or unhealthy in the FSM; suspect is not
@@ -43,7 +42,7 @@ func roleSteps(s *fsm.State, now time.Time) []step {
 //     handover, promote a standby that is alive and healthy.
 //
 // A pair with a member whose roles are external is never touched.
-func pairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string) {
+func PairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string) {
 	ms := s.PairMembers(pair)
 	if len(ms) != 2 {
 		return nil, fmt.Sprintf("pair %s has %d members", pair, len(ms))
@@ -77,7 +76,7 @@ func pairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string
 		}
 		fa := a.FailoverAfter
 		if fa <= 0 {
-			fa = defaultFailoverAfter
+			fa = DefaultFailoverAfter
 		}
 		down := now.Sub(since)
 		wait, how := failoverWait(a, b, fa)
@@ -225,15 +224,7 @@ func rollbackFirst(s *fsm.State, b fsm.Node, pair string) (fsm.Command, string) 
 	return nil, ""
 }
 
-// refusal is a request the API refuses, with its HTTP status.
-type refusal struct {
-	status int
-	msg    string
-}
-
-func (r *refusal) Error() string { return r.msg }
-
-// promotion decides what `lpctl promote NODE` commits:
+// Promotion decides what `lpctl promote NODE` commits:
 //
 //   - refused when NODE is not registered, is a witness, has external
 //     roles, is not alive and healthy, a switchover of its pair is under
@@ -241,24 +232,24 @@ func (r *refusal) Error() string { return r.msg }
 //   - a no-op when NODE is already active;
 //   - when the active peer is alive: its demotion, with NODE as handover
 //     target until now+timeout (the leader promotes NODE once the peer's
-//     on_demote has run; see pairRoleStep);
+//     on_demote has run; see PairRoleStep);
 //   - when the peer is dead, gone or already standby: NODE's promotion at
 //     once (a dead peer runs its on_demote when it returns).
-func promotion(s *fsm.State, name string, now time.Time, timeout time.Duration) (fsm.Command, string, error) {
+func Promotion(s *fsm.State, name string, now time.Time, timeout time.Duration) (fsm.Command, string, error) {
 	n, ok := s.Nodes[name]
 	if !ok {
-		return nil, "", &refusal{http.StatusNotFound, fmt.Sprintf("node %s is not registered", name)}
+		return nil, "", &Refusal{NotFound, fmt.Sprintf("node %s is not registered", name)}
 	}
 	if n.Pair == "" || n.Role == fsm.RoleWitness {
-		return nil, "", &refusal{http.StatusConflict, fmt.Sprintf("%s is a witness; only a standby of a pair can be promoted", name)}
+		return nil, "", &Refusal{Conflict, fmt.Sprintf("%s is a witness; only a standby of a pair can be promoted", name)}
 	}
 	var peer *fsm.Node
 	for _, m := range s.PairMembers(n.Pair) {
 		if m.External() {
-			return nil, "", &refusal{http.StatusConflict, fmt.Sprintf("pair %s has external roles (role_probe): switch roles in the service itself", n.Pair)}
+			return nil, "", &Refusal{Conflict, fmt.Sprintf("pair %s has external roles (role_probe): switch roles in the service itself", n.Pair)}
 		}
 		if m.Handover != "" {
-			return nil, "", &refusal{http.StatusConflict, fmt.Sprintf("a switchover of pair %s to %s is under way", n.Pair, m.Handover)}
+			return nil, "", &Refusal{Conflict, fmt.Sprintf("a switchover of pair %s to %s is under way", n.Pair, m.Handover)}
 		}
 		if m.Name != name {
 			peer = &m
@@ -268,13 +259,13 @@ func promotion(s *fsm.State, name string, now time.Time, timeout time.Duration) 
 		return nil, fmt.Sprintf("%s is already active", name), nil
 	}
 	if !n.Up() {
-		return nil, "", &refusal{http.StatusConflict, fmt.Sprintf("%s is %s; only an alive, healthy standby can be promoted", name, downState(n))}
+		return nil, "", &Refusal{Conflict, fmt.Sprintf("%s is %s; only an alive, healthy standby can be promoted", name, downState(n))}
 	}
 	for _, p := range s.PlanList() {
 		switch p.State {
 		case fsm.PlanRunning, fsm.PlanPaused, fsm.PlanRollingBack:
 			if p.Phase != "" && p.InWave(n.Pair) {
-				return nil, "", &refusal{http.StatusConflict, fmt.Sprintf("plan %s is %s in pair %s (%s); let it finish, or abort or roll it back first", p.ID, p.State, n.Pair, p.Phase)}
+				return nil, "", &Refusal{Conflict, fmt.Sprintf("plan %s is %s in pair %s (%s); let it finish, or abort or roll it back first", p.ID, p.State, n.Pair, p.Phase)}
 			}
 		}
 	}

@@ -1,8 +1,6 @@
-package cluster
+package decide
 
 import (
-	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +81,7 @@ func TestPairRoleStep(t *testing.T) {
 			for _, f := range c.setup {
 				f(s)
 			}
-			cmd, why := pairRoleStep(s.f.State(), "pair-1", s.now)
+			cmd, why := PairRoleStep(s.f.State(), "pair-1", s.now)
 			if c.wantNode == "" {
 				if cmd != nil {
 					t.Fatalf("pairRoleStep = %s %+v; want nothing", cmd.CommandType(), cmd)
@@ -106,34 +104,34 @@ func TestPairRoleStep(t *testing.T) {
 
 // switchover demotes a1 with b1 as handover target, 10s deadline.
 func switchover(s *sim) {
-	cmd, _, err := promotion(s.f.State(), "b1", s.now, 10*time.Second)
+	cmd, _, err := Promotion(s.f.State(), "b1", s.now, 10*time.Second)
 	if err != nil {
-		s.t.Fatalf("promotion(b1): %v", err)
+		s.t.Fatalf("Promotion(b1): %v", err)
 	}
 	s.must(cmd)
 }
 
 func TestPromotionRules(t *testing.T) {
 	cases := []struct {
-		name   string
-		setup  func(s *sim)
-		node   string
-		status int    // refusal status, 0 when accepted
-		want   string // "demote a1" / "promote b1" / "noop" / refusal text
+		name  string
+		setup func(s *sim)
+		node  string
+		kind  Kind   // refusal kind, 0 when accepted
+		want  string // "demote a1" / "promote b1" / "noop" / refusal text
 	}{
 		{name: "standby with live active: demote first", node: "b1", want: "demote a1"},
 		{name: "standby with dead active: promote at once", node: "b1", want: "promote b1",
 			setup: func(s *sim) { s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead}) }},
 		{name: "already active", node: "a1", want: "noop"},
-		{name: "unknown", node: "zz", status: http.StatusNotFound, want: "not registered"},
-		{name: "witness", node: "w", status: http.StatusConflict, want: "witness"},
-		{name: "unhealthy standby", node: "b1", status: http.StatusConflict, want: "only an alive, healthy standby",
+		{name: "unknown", node: "zz", kind: NotFound, want: "not registered"},
+		{name: "witness", node: "w", kind: Conflict, want: "witness"},
+		{name: "unhealthy standby", node: "b1", kind: Conflict, want: "only an alive, healthy standby",
 			setup: func(s *sim) { s.must(&fsm.SetNodeHealth{Node: "b1", FailingCheck: "x"}) }},
-		{name: "switchover under way", node: "b1", status: http.StatusConflict, want: "under way", setup: switchover},
-		{name: "plan in the pair", node: "b1", status: http.StatusConflict, want: "let it finish",
+		{name: "switchover under way", node: "b1", kind: Conflict, want: "under way", setup: switchover},
+		{name: "plan in the pair", node: "b1", kind: Conflict, want: "let it finish",
 			setup: func(s *sim) {
 				id := s.submit(nil)
-				s.run(id, time.Second, trialFailure{})
+				s.run(id, time.Second, Trial{})
 			}},
 	}
 	for _, c := range cases {
@@ -142,16 +140,16 @@ func TestPromotionRules(t *testing.T) {
 			if c.setup != nil {
 				c.setup(s)
 			}
-			cmd, noop, err := promotion(s.f.State(), c.node, s.now, 10*time.Second)
-			if c.status != 0 {
-				rf, ok := err.(*refusal)
-				if !ok || rf.status != c.status || !strings.Contains(rf.msg, c.want) {
-					t.Fatalf("promotion(%s) = %v, %q, %v; want refusal %d containing %q", c.node, cmd, noop, err, c.status, c.want)
+			cmd, noop, err := Promotion(s.f.State(), c.node, s.now, 10*time.Second)
+			if c.kind != 0 {
+				rf, ok := err.(*Refusal)
+				if !ok || rf.Kind != c.kind || !strings.Contains(rf.Msg, c.want) {
+					t.Fatalf("Promotion(%s) = %v, %q, %v; want refusal %d containing %q", c.node, cmd, noop, err, c.kind, c.want)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("promotion(%s): %v", c.node, err)
+				t.Fatalf("Promotion(%s): %v", c.node, err)
 			}
 			got := "noop"
 			if sr, ok := cmd.(*fsm.SetRole); ok {
@@ -161,7 +159,7 @@ func TestPromotionRules(t *testing.T) {
 				}
 			}
 			if got != c.want {
-				t.Errorf("promotion(%s) = %s; want %s", c.node, got, c.want)
+				t.Errorf("Promotion(%s) = %s; want %s", c.node, got, c.want)
 			}
 		})
 	}
@@ -178,10 +176,10 @@ func (s *sim) runRoles(id string, d time.Duration, stop func(st *fsm.State) bool
 			st := s.f.State()
 			var cmd fsm.Command
 			if p, ok := st.Plans[id]; ok {
-				cmd, _ = planStep(st, p, s.now, trialFailure{})
+				cmd, _ = PlanStep(st, p, s.now, Trial{})
 			}
 			if cmd == nil {
-				cmd, _ = pairRoleStep(st, "pair-1", s.now)
+				cmd, _ = PairRoleStep(st, "pair-1", s.now)
 			}
 			if cmd == nil {
 				break
@@ -283,54 +281,6 @@ func TestFailoverDuringTrial(t *testing.T) {
 				if st.Nodes["a1"].Role != fsm.RoleStandby || st.Nodes["b1"].Role != fsm.RoleActive {
 					t.Errorf("roles a1=%s b1=%s; want no failback", st.Nodes["a1"].Role, st.Nodes["b1"].Role)
 				}
-			}
-		})
-	}
-}
-
-func TestParseProbe(t *testing.T) {
-	cases := map[string]string{
-		"active": "active", "standby\n": "standby", "  ACTIVE since 12:00": "active",
-		"": "", "primary": "", "activex": "", "standby-ish": "",
-	}
-	for in, want := range cases {
-		if got := parseProbe(in); got != want {
-			t.Errorf("parseProbe(%q) = %q; want %q", in, got, want)
-		}
-	}
-}
-
-func FuzzParseProbe(f *testing.F) {
-	for _, s := range []string{"active", "standby\n", "", "\xff\xfe", "Active  x"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if r := parseProbe(s); r != "" && r != "active" && r != "standby" {
-			t.Errorf("parseProbe(%q) = %q; want active, standby or empty", s, r)
-		}
-	})
-}
-
-func TestRunHook(t *testing.T) {
-	n := &Node{log: testLogger(t)}
-	cases := []struct {
-		name, command string
-		timeout       time.Duration
-		ok            bool
-		out           string
-	}{
-		{"success, last line", "echo one; echo two", 5 * time.Second, true, "two"},
-		{"environment", `echo "$LP_NODE $LP_OLD_ROLE->$LP_ROLE"`, 5 * time.Second, true, "n1 standby->active"},
-		{"failure", "echo broke >&2; exit 3", 5 * time.Second, false, "exit status 3: broke"},
-		{"background daemon does not hold the hook", "sleep 3 & echo started", 5 * time.Second, true, "started"},
-		{"timeout kills it", "echo waiting; sleep 10", 300 * time.Millisecond, false, "killed after 300ms: waiting"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			ok, out := runHook(context.Background(), n, "on_promote", c.command,
-				[]string{"LP_NODE=n1", "LP_ROLE=active", "LP_OLD_ROLE=standby"}, c.timeout)
-			if ok != c.ok || out != c.out {
-				t.Errorf("runHook(%q) = %v, %q; want %v, %q", c.command, ok, out, c.ok, c.out)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package cluster
+package decide
 
 import (
 	"slices"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"lp/cluster/api"
 	"lp/fsm"
 )
 
@@ -84,14 +83,14 @@ func (s *sim) agents(skip ...string) {
 
 // run steps the orchestrator (and the agents) for up to d of simulated time,
 // in ticks of 100ms, and returns the plan.
-func (s *sim) run(id string, d time.Duration, fail trialFailure, skip ...string) fsm.Plan {
+func (s *sim) run(id string, d time.Duration, fail Trial, skip ...string) fsm.Plan {
 	s.t.Helper()
 	end := s.now.Add(d)
 	for s.now.Before(end) {
 		s.agents(skip...)
 		for range 10 {
 			p := s.f.State().Plans[id]
-			cmd, _ := planStep(s.f.State(), p, s.now, fail)
+			cmd, _ := PlanStep(s.f.State(), p, s.now, fail)
 			if cmd == nil {
 				break
 			}
@@ -112,7 +111,7 @@ func TestPlanStepCompletes(t *testing.T) {
 		s := newSim(t, pairs)
 		start := s.now
 		id := s.submit(nil)
-		p := s.run(id, time.Hour, trialFailure{})
+		p := s.run(id, time.Hour, Trial{})
 		if p.State != fsm.PlanCompleted {
 			t.Fatalf("%d pairs: plan is %s (%s); want completed", pairs, p.State, p.Reason)
 		}
@@ -134,7 +133,7 @@ func TestPlanStepFailures(t *testing.T) {
 		name string
 		// at runs once the plan reaches the phase; it may change the state.
 		phase  fsm.Phase
-		at     func(s *sim, p fsm.Plan) trialFailure
+		at     func(s *sim, p fsm.Plan) Trial
 		pause  bool
 		want   fsm.PlanState
 		reason string
@@ -143,87 +142,87 @@ func TestPlanStepFailures(t *testing.T) {
 	}{
 		{
 			name: "standby dies in trial", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRollingBack, reason: "node b1 is dead", activeUntouched: true,
 		},
 		{
 			name: "standby suspected in trial", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusSuspect, Cause: "test"})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRollingBack, reason: "node b1 is suspect", activeUntouched: true,
 		},
 		{
 			name: "standby suspected longer than its bound", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusSuspect, Cause: "test", SuspectBound: time.Second})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRollingBack, reason: "node b1 is suspect in gossip for 1.1s (bound 1s)", activeUntouched: true,
 		},
 		{
 			name: "standby unhealthy in trial", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.SetNodeHealth{Node: "b1", Healthy: false, FailingCheck: "sip-port", CheckOutput: "refused"})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRolledBack, reason: "node b1 is unhealthy (sip-port: refused)", activeUntouched: true,
 		},
 		{
 			name: "plan check fails in standby trial", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
-				return trialFailure{TrialFailure: apiTrialFailure("b1", p.ID, "check-sip", "timeout"), At: s.now}
+			at: func(s *sim, p fsm.Plan) Trial {
+				return Trial{Failure: Report{Node: "b1", Plan: p.ID, Check: "check-sip", Output: "timeout"}, At: s.now}
 			},
 			want: fsm.PlanRolledBack, reason: "health check check-sip failed on b1", activeUntouched: true,
 		},
 		{
 			name: "check failure of an earlier trial is ignored", phase: fsm.PhaseActiveTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
-				return trialFailure{TrialFailure: apiTrialFailure("b1", p.ID, "check-sip", "old"), At: p.PhaseStarted.Add(-time.Second)}
+			at: func(s *sim, p fsm.Plan) Trial {
+				return Trial{Failure: Report{Node: "b1", Plan: p.ID, Check: "check-sip", Output: "old"}, At: p.PhaseStarted.Add(-time.Second)}
 			},
 			want: fsm.PlanCompleted,
 		},
 		{
 			name: "active dies in its trial", phase: fsm.PhaseActiveTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.SetNodeStatus{Node: "a1", Status: fsm.StatusDead, Cause: "test"})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRollingBack, reason: "node a1 is dead",
 		},
 		{
 			name: "target exits on the patched standby", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.ReportObserved{Node: "b1", Target: "svc", Pid: 0})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRolledBack, reason: "target svc on b1 exited during its trial (pid 100)", activeUntouched: true,
 		},
 		{
 			name: "target replaced by a new pid on the standby in trial", phase: fsm.PhaseStandbyTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.ReportObserved{Node: "b1", Target: "svc", Pid: 200, PidStart: 1500, Active: []string{"fix1"}})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRolledBack, reason: "target svc on b1 was replaced: pid 100 -> pid 200 during its trial", activeUntouched: true,
 		},
 		{
 			name: "target replaced under the same pid on the active in trial", phase: fsm.PhaseActiveTrial,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.ReportObserved{Node: "a1", Target: "svc", Pid: 100, PidStart: 2000, Active: []string{"fix1"}})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanRolledBack, reason: "target svc on a1 was replaced: pid 100 (started at tick 1000) -> pid 100 (started at tick 2000)",
 		},
 		{
 			name: "pause instead of rollback", phase: fsm.PhaseStandbyTrial, pause: true,
-			at: func(s *sim, p fsm.Plan) trialFailure {
+			at: func(s *sim, p fsm.Plan) Trial {
 				s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
-				return trialFailure{}
+				return Trial{}
 			},
 			want: fsm.PlanPaused, reason: "node b1 is dead", activeUntouched: true,
 		},
@@ -241,7 +240,7 @@ func TestPlanStepFailures(t *testing.T) {
 				if p := s.f.State().Plans[id]; p.Phase == c.phase {
 					break
 				}
-				s.run(id, 100*time.Millisecond, trialFailure{})
+				s.run(id, 100*time.Millisecond, Trial{})
 			}
 			p := s.f.State().Plans[id]
 			if p.Phase != c.phase {
@@ -295,11 +294,11 @@ func TestPlanStepTrialNeedsCheckResults(t *testing.T) {
 		if p := s.f.State().Plans[id]; p.Phase == fsm.PhaseStandbyTrial {
 			break
 		}
-		s.run(id, 100*time.Millisecond, trialFailure{})
+		s.run(id, 100*time.Millisecond, Trial{})
 	}
 	p := s.f.State().Plans[id]
 	// b1 says its checks passed (at the trial's end); a1 never does.
-	pass := trialFailure{PassedBy: "b1", PassedAt: p.PhaseDeadline}
+	pass := Trial{Passes: map[string]time.Time{"b1": p.PhaseDeadline}}
 	p = s.run(id, 5*time.Minute, pass)
 	if p.State != fsm.PlanRolledBack {
 		t.Fatalf("plan is %s (%s); want rolled_back", p.State, p.Reason)
@@ -313,7 +312,7 @@ func TestPlanStepTrialNeedsCheckResults(t *testing.T) {
 	}
 	ac, _ := p.Step("a1")
 	if got := ac.TrialStarted.Add(time.Minute); s.now.After(got) {
-		t.Errorf("a1's trial failed at %v; want within the grace (%v after the trial)", s.now, trialResultGrace(p))
+		t.Errorf("a1's trial failed at %v; want within the grace (%v after the trial)", s.now, TrialResultGrace(p))
 	}
 }
 
@@ -328,7 +327,7 @@ func TestRefutedSuspicionIsNotAFailure(t *testing.T) {
 				if p := s.f.State().Plans[id]; p.Phase == phase {
 					break
 				}
-				s.run(id, 100*time.Millisecond, trialFailure{})
+				s.run(id, 100*time.Millisecond, Trial{})
 			}
 			if p := s.f.State().Plans[id]; p.Phase != phase {
 				t.Fatalf("plan never reached %s (at %s, %s)", phase, p.Phase, p.State)
@@ -338,7 +337,7 @@ func TestRefutedSuspicionIsNotAFailure(t *testing.T) {
 				for _, n := range []string{"a1", "b1"} {
 					s.must(&fsm.SetNodeStatus{Node: n, Status: fsm.StatusSuspect, Cause: "test", SuspectBound: time.Second})
 				}
-				if p := s.run(id, time.Second, trialFailure{}, "a1", "b1"); p.State != fsm.PlanRunning {
+				if p := s.run(id, time.Second, Trial{}, "a1", "b1"); p.State != fsm.PlanRunning {
 					t.Fatalf("plan is %s (%s) within the suspect bound; want running", p.State, p.Reason)
 				}
 				for _, n := range []string{"a1", "b1"} {
@@ -347,9 +346,9 @@ func TestRefutedSuspicionIsNotAFailure(t *testing.T) {
 				if n := s.f.State().Nodes["b1"]; !n.SuspectSince.IsZero() || n.SuspectBound != 0 {
 					t.Fatalf("alive node keeps SuspectSince %v, SuspectBound %v; want both cleared", n.SuspectSince, n.SuspectBound)
 				}
-				s.run(id, 100*time.Millisecond, trialFailure{})
+				s.run(id, 100*time.Millisecond, Trial{})
 			}
-			if p := s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
+			if p := s.run(id, time.Hour, Trial{}); p.State != fsm.PlanCompleted {
 				t.Fatalf("plan is %s (%s); want completed after refuted suspicions", p.State, p.Reason)
 			}
 		})
@@ -361,19 +360,19 @@ func TestPlanStepWaits(t *testing.T) {
 		s := newSim(t, 1)
 		s.must(&fsm.SetNodeHealth{Node: "a1", Healthy: false, FailingCheck: "x"})
 		id := s.submit(nil)
-		p := s.run(id, 30*time.Second, trialFailure{})
+		p := s.run(id, 30*time.Second, Trial{})
 		if p.State != fsm.PlanPending {
 			t.Fatalf("plan is %s; want pending while a1 is unhealthy", p.State)
 		}
 		s.must(&fsm.SetNodeHealth{Node: "a1", Healthy: true})
-		if p = s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
+		if p = s.run(id, time.Hour, Trial{}); p.State != fsm.PlanCompleted {
 			t.Fatalf("plan is %s (%s); want completed once healthy", p.State, p.Reason)
 		}
 	})
 	t.Run("apply that never converges hits the progress deadline", func(t *testing.T) {
 		s := newSim(t, 1)
 		id := s.submit(func(sp *fsm.PlanSpec) { sp.ProgressDeadline = time.Minute; sp.Trial = time.Second })
-		p := s.run(id, 5*time.Minute, trialFailure{}, "b1") // b1's agent never reports
+		p := s.run(id, 5*time.Minute, Trial{}, "b1") // b1's agent never reports
 		if p.State != fsm.PlanRolledBack || !strings.Contains(p.Reason, "progress deadline") {
 			t.Fatalf("plan is %s (%q); want rolled_back on the progress deadline", p.State, p.Reason)
 		}
@@ -381,12 +380,12 @@ func TestPlanStepWaits(t *testing.T) {
 	t.Run("rollback restores the live nodes first and waits for a dead one", func(t *testing.T) {
 		s := newSim(t, 2)
 		id := s.submit(func(sp *fsm.PlanSpec) { sp.Trial = time.Second })
-		if p := s.run(id, time.Hour, trialFailure{}); p.State != fsm.PlanCompleted {
+		if p := s.run(id, time.Hour, Trial{}); p.State != fsm.PlanCompleted {
 			t.Fatalf("plan is %s; want completed", p.State)
 		}
 		s.must(&fsm.SetNodeStatus{Node: "a2", Status: fsm.StatusDead, Cause: "test"})
 		s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator", Staged: true})
-		p := s.run(id, time.Minute, trialFailure{}, "a2")
+		p := s.run(id, time.Minute, Trial{}, "a2")
 		if p.State != fsm.PlanRollingBack {
 			t.Fatalf("plan is %s; want rolling_back while a2 is down", p.State)
 		}
@@ -407,10 +406,6 @@ func TestPlanStepWaits(t *testing.T) {
 	})
 }
 
-func apiTrialFailure(node, plan, check, out string) api.TrialFailure {
-	return api.TrialFailure{Node: node, Plan: plan, Check: check, Output: out}
-}
-
 // TestRollbackWaitsForEveryNode: a plan is rolled_back only once every
 // plan node runs its pre-plan stack; a node that is down keeps it
 // rolling_back, past the rollback deadline it fails naming the node, and a
@@ -418,33 +413,68 @@ func apiTrialFailure(node, plan, check, out string) api.TrialFailure {
 func TestRollbackWaitsForEveryNode(t *testing.T) {
 	s := newSim(t, 1)
 	id := s.submit(nil)
-	p := s.run(id, time.Hour, trialFailure{})
+	p := s.run(id, time.Hour, Trial{})
 	if p.State != fsm.PlanCompleted {
 		t.Fatalf("plan is %s (%s); want completed", p.State, p.Reason)
 	}
 	// b1's lpd dies: its target keeps running the patch.
 	s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusDead, Cause: "test"})
 	s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator rollback", Staged: true})
-	p = s.run(id, time.Minute, trialFailure{}, "b1")
+	p = s.run(id, time.Minute, Trial{}, "b1")
 	if p.State != fsm.PlanRollingBack {
 		t.Fatalf("with b1 down, plan is %s (%s); want rolling_back", p.State, p.Reason)
 	}
-	if pend := rollbackPending(s.f.State(), p); len(pend) != 1 || pend[0].Name != "b1" {
+	if pend := RollbackPending(s.f.State(), p); len(pend) != 1 || pend[0].Name != "b1" {
 		t.Errorf("pending = %v; want [b1]", pend)
 	}
-	if _, why := rollbackStep(s.f.State(), p, s.now); !strings.Contains(why, "b1 (dead, last seen") {
+	if _, why := RollbackStep(s.f.State(), p, s.now); !strings.Contains(why, "b1 (dead, last seen") {
 		t.Errorf("rollbackStep waits because %q; want it to name b1, dead, and when it was last seen", why)
 	}
 	// Past the rollback deadline (progress_deadline after it started).
-	p = s.run(id, 15*time.Minute, trialFailure{}, "b1")
+	p = s.run(id, 15*time.Minute, Trial{}, "b1")
 	if p.State != fsm.PlanFailed || !strings.Contains(p.Reason, "rollback deadline passed") || !strings.Contains(p.Reason, "b1 (dead") {
 		t.Fatalf("plan is %s (%s); want failed naming b1", p.State, p.Reason)
 	}
 	// b1 returns; the operator retries the rollback.
 	s.must(&fsm.SetNodeStatus{Node: "b1", Status: fsm.StatusAlive, Cause: "test"})
 	s.must(&fsm.RollbackPlan{Plan: id, Reason: "operator retry", Staged: true})
-	p = s.run(id, time.Minute, trialFailure{})
+	p = s.run(id, time.Minute, Trial{})
 	if p.State != fsm.PlanRolledBack {
 		t.Fatalf("after b1 returned and the retry, plan is %s (%s); want rolled_back", p.State, p.Reason)
+	}
+}
+
+// checkStandbyFirst verifies over the history that no active node of a
+// plan got the patch before its standby passed its trial.
+func checkStandbyFirst(t *testing.T, s *fsm.State, id string) {
+	t.Helper()
+	p := s.Plans[id]
+	trialPassed := map[string]bool{}
+	for _, e := range s.PlanHistory(id) {
+		if pairs, ph, _ := strings.Cut(e.To, "/"); e.Kind == fsm.EventPlanPhase && e.From != "" && ph == string(fsm.PhaseActiveApply) {
+			for _, pair := range strings.Split(pairs, "+") { // a wave (max_parallel) names its pairs with +
+				trialPassed[pair] = true
+			}
+		}
+		if e.Kind == fsm.EventDesired {
+			st, _ := p.Step(e.Node)
+			if st.Side == fsm.SideActive && !trialPassed[st.Pair] && p.State != fsm.PlanRollingBack {
+				t.Errorf("history: active %s got %s before its standby passed its trial", e.Node, e.To)
+			}
+		}
+	}
+	for _, pair := range p.Spec.Pairs {
+		var sb, ac fsm.NodeStep
+		for _, st := range p.Steps {
+			if st.Pair == pair && st.Side == fsm.SideStandby {
+				sb = st
+			}
+			if st.Pair == pair && st.Side == fsm.SideActive {
+				ac = st
+			}
+		}
+		if !ac.Applied.IsZero() && (sb.TrialPassed.IsZero() || !sb.TrialPassed.Before(ac.Applied) && !sb.TrialPassed.Equal(ac.Applied)) {
+			t.Errorf("pair %s: active applied at %v; standby trial passed at %v; want standby first", pair, ac.Applied, sb.TrialPassed)
+		}
 	}
 }

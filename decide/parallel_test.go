@@ -1,4 +1,4 @@
-package cluster
+package decide
 
 import (
 	"fmt"
@@ -26,7 +26,7 @@ func TestPlanStepParallel(t *testing.T) {
 			s := newSim(t, c.pairs)
 			start := s.now
 			id := s.submit(func(sp *fsm.PlanSpec) { sp.MaxParallel = c.max })
-			p := s.run(id, time.Hour, trialFailure{})
+			p := s.run(id, time.Hour, Trial{})
 			if p.State != fsm.PlanCompleted {
 				t.Fatalf("plan is %s (%s); want completed", p.State, p.Reason)
 			}
@@ -74,32 +74,32 @@ func TestPlanStepParallel(t *testing.T) {
 func TestPlanStepParallelFailure(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		at     func(s *sim, p fsm.Plan) trialFailure
+		at     func(s *sim, p fsm.Plan) Trial
 		reason string
 	}{
-		{"second standby of the wave dies", func(s *sim, p fsm.Plan) trialFailure {
+		{"second standby of the wave dies", func(s *sim, p fsm.Plan) Trial {
 			s.must(&fsm.SetNodeStatus{Node: "b3", Status: fsm.StatusDead, Cause: "test"})
-			return trialFailure{}
+			return Trial{}
 		}, "b3 (dead"}, // the rollback ends failed: dead b3 cannot revert before the rollback deadline
-		{"plan check fails on the second standby", func(s *sim, p fsm.Plan) trialFailure {
-			return trialFailure{TrialFailure: apiTrialFailure("b3", p.ID, "check-sip", "timeout"), At: s.now}
+		{"plan check fails on the second standby", func(s *sim, p fsm.Plan) Trial {
+			return Trial{Failure: Report{Node: "b3", Plan: p.ID, Check: "check-sip", Output: "timeout"}, At: s.now}
 		}, "health check check-sip failed on b3"},
-		{"unpatched active of the wave dies", func(s *sim, p fsm.Plan) trialFailure {
+		{"unpatched active of the wave dies", func(s *sim, p fsm.Plan) Trial {
 			s.must(&fsm.SetNodeStatus{Node: "a3", Status: fsm.StatusDead, Cause: "test"})
-			return trialFailure{}
+			return Trial{}
 		}, "node a3 is dead"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newSim(t, 3)
 			id := s.submit(func(sp *fsm.PlanSpec) { sp.MaxParallel = 2 })
-			var fail trialFailure
+			var fail Trial
 			for range 2000 {
 				p := s.f.State().Plans[id]
 				if p.State == fsm.PlanRunning && p.Phase == fsm.PhaseStandbyTrial && p.PairIndex == 1 {
 					fail = c.at(s, p)
 					break
 				}
-				s.run(id, 100*time.Millisecond, trialFailure{})
+				s.run(id, 100*time.Millisecond, Trial{})
 			}
 			p := s.run(id, time.Hour, fail)
 			if p.State != fsm.PlanRolledBack && p.State != fsm.PlanFailed || !strings.Contains(p.Reason, c.reason) {
@@ -131,7 +131,7 @@ func TestPlanStepParallelNeedsEveryCheckResult(t *testing.T) {
 		sp.MaxParallel = 2
 		sp.Health = []fsm.CheckSpec{{Name: "c", Exec: "true", Interval: time.Second, Timeout: time.Second, Failures: 3, Successes: 1}}
 	})
-	pass := trialFailure{}
+	pass := Trial{}
 	for range 4000 {
 		p := s.f.State().Plans[id]
 		if p.State != fsm.PlanRunning && p.State != fsm.PlanPending {
@@ -143,14 +143,14 @@ func TestPlanStepParallelNeedsEveryCheckResult(t *testing.T) {
 		if p.Phase.Trial() {
 			// Every node of the first pair reports its checks passed.
 			for _, n := range p.PhaseNodes() {
-				pass.PassedBy, pass.PassedAt = n, p.PhaseDeadline
+				pass = pass.With(Report{Plan: id, Node: n, Passed: true}, p.PhaseDeadline)
 			}
 		}
 		s.run(id, 100*time.Millisecond, pass)
 	}
 	p := s.f.State().Plans[id]
 	// b2 reports; b3 never does.
-	pass = trialFailure{Passes: map[string]time.Time{"b2": p.PhaseDeadline}}
+	pass = Trial{Passes: map[string]time.Time{"b2": p.PhaseDeadline}}
 	p = s.run(id, 5*time.Minute, pass)
 	if p.State != fsm.PlanRolledBack || !strings.Contains(p.Reason, "b3 reported no passing result") {
 		t.Fatalf("plan is %s (%q); want rolled_back because b3 reported no passing result", p.State, p.Reason)
