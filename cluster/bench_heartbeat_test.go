@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,6 +32,9 @@ import (
 //   - then stops the patched standby's lpd (SIGSTOP of b2, a non-voter)
 //     during its trial and measures the time to the plan's failure (the
 //     time of the plan's running -> rolling_back event in its history).
+//
+// LP_HB_BENCH_LOADS (oversubscription factors, default 0,2,6) and
+// LP_HB_BENCH_WRITERS (dsync writer counts, default 0,2) pick the rows.
 //
 // lpd runs with its default priority (lpd.yaml priority: nice -10), or with
 // LP_HB_PRIORITY (lpd --priority: normal, nice:N or rr:N) to compare.
@@ -69,8 +73,8 @@ func BenchmarkLoadedHeartbeat(b *testing.B) {
 	}
 	var rows []row
 	cpus := runtime.NumCPU()
-	for _, writers := range []int{0, 2} {
-		for _, mult := range []int{0, 2, 6} {
+	for _, writers := range benchInts(b, "LP_HB_BENCH_WRITERS", []int{0, 2}) {
+		for _, mult := range benchInts(b, "LP_HB_BENCH_LOADS", []int{0, 2, 6}) {
 			r := row{burners: mult * cpus, writers: writers}
 			b.Run(fmt.Sprintf("burners=%d/dsync-writers=%d", r.burners, r.writers), func(b *testing.B) {
 				stopLoad := startLoad(b, c.dir, r.burners, r.writers)
@@ -272,4 +276,22 @@ func (c *e2eCluster) stopStandbyInTrial(b *testing.B, plan string) (time.Duratio
 		return ok && m.Gossip == "alive" && m.Status == "alive" && m.Health == "healthy"
 	})
 	return took, p.Reason, true
+}
+
+// benchInts reads a comma-separated list of non-negative integers from the
+// environment variable env, or returns def when it is unset.
+func benchInts(b *testing.B, env string, def []int) []int {
+	v := os.Getenv(env)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			b.Fatalf("%s=%q: want comma-separated non-negative integers", env, v)
+		}
+		out = append(out, n)
+	}
+	return out
 }
