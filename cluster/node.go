@@ -141,8 +141,12 @@ func Start(cfg Config) (_ *Node, err error) {
 	if err := n.startHealth(); err != nil {
 		return nil, err
 	}
+	// The role is gossiped only once the replica says it (publishRole):
+	// the config's role is only the node's first wish, and a node that
+	// restarts with an empty replica must not announce a second active
+	// to the members view while it catches up.
 	n.meta = heartbeat.Meta{
-		Pair: cfg.Node.Pair, Role: cfg.Node.Role, Server: cfg.Node.Server,
+		Pair: cfg.Node.Pair, Server: cfg.Node.Server,
 		Health: n.healthSummary().State, Version: cfg.Version, API: n.apiAddr, Raft: n.raftAddr,
 	}
 	sum := n.healthSummary()
@@ -258,14 +262,18 @@ func (n *Node) openRaft() (fresh bool, err error) {
 			return false, fmt.Errorf("%w: opening %s: %v (%s)", ErrStoreDamaged, path, err, storeRecovery)
 		}
 		n.closers = append(n.closers, bs)
-		if err := checkLogs(bs); err != nil {
+		sealed, err := newCRCLogStore(bs, bs)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w (%s)", path, err, storeRecovery)
+		}
+		if err := checkLogs(sealed); err != nil {
 			return false, fmt.Errorf("%s: %w (%s)", path, err, storeRecovery)
 		}
 		fs, err := raft.NewFileSnapshotStoreWithLogger(c.Node.DataDir, 2, hl)
 		if err != nil {
 			return false, fmt.Errorf("opening snapshot store: %w", err)
 		}
-		logs, stable, snaps = bs, bs, fs
+		logs, stable, snaps = sealed, bs, fs
 	}
 	fresh, err = raft.HasExistingState(logs, stable, snaps)
 	if err != nil {

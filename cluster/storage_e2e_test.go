@@ -221,6 +221,40 @@ func TestStorageFaults(t *testing.T) {
 			c.kill(victim)
 		}
 	})
+	t.Run("a changed byte inside a log entry", func(t *testing.T) {
+		// A byte flipped inside an entry's data leaves bolt's structure
+		// and the entry's encoding intact: only lp's checksum seal on
+		// each entry sees it. s1's API address is in its registration
+		// entry; change one digit of every copy (free pages hold old
+		// copies too).
+		restore()
+		b, err := os.ReadFile(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := []byte(c.procs["s1"].api)
+		n := 0
+		for i := 0; ; {
+			j := bytes.Index(b[i:], addr)
+			if j < 0 {
+				break
+			}
+			at := i + j + len(addr) - 1
+			b[at] = '0' + (b[at]-'0'+1)%10
+			n++
+			i = at + 1
+		}
+		if n == 0 {
+			t.Fatalf("%s holds no copy of %s", db, addr)
+		}
+		if err := os.WriteFile(db, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkBoltFile(db); err != nil {
+			t.Fatalf("checkBoltFile: %v; want the bolt structure intact", err)
+		}
+		c.runRefused(t, victim, refuseWithin, "fails its checksum")
+	})
 	t.Run("deleted data_dir refuses", func(t *testing.T) {
 		if err := os.RemoveAll(data); err != nil {
 			t.Fatal(err)
