@@ -331,6 +331,9 @@ func checkLogs(logs raft.LogStore) (err error) {
 	var l raft.Log
 	for i := first; i <= last; i++ {
 		if err := logs.GetLog(i, &l); err != nil {
+			if errors.Is(err, ErrStoreDamaged) {
+				return err // says which entry already
+			}
 			return fmt.Errorf("%w: raft log entry %d of %d-%d: %v", ErrStoreDamaged, i, first, last, err)
 		}
 		if l.Index != i {
