@@ -247,7 +247,12 @@ func (n *Node) status() api.Status {
 	return st
 }
 
-func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	q, ok := parseQuery(w, r)
+	if !ok {
+		return
+	}
+	n.blockOn(w, r, q, n.membersIndex)
 	writeJSON(w, http.StatusOK, n.status())
 }
 
@@ -255,6 +260,11 @@ func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 // configuration; last contact is each node's own view of the leader, asked
 // from its API (briefly; "unknown" when it does not answer).
 func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
+	q, ok := parseQuery(w, r)
+	if !ok {
+		return
+	}
+	n.blockOn(w, r, q, n.membersIndex)
 	rows := map[string]*api.Member{}
 	n.fsm.View(func(s *fsm.State) {
 		for _, nd := range s.Nodes {
@@ -442,7 +452,12 @@ func nextPlanOnTarget(s *fsm.State, p fsm.Plan) (fsm.Plan, bool) {
 	return next, found
 }
 
-func (n *Node) handlePlans(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) handlePlans(w http.ResponseWriter, r *http.Request) {
+	q, ok := parseQuery(w, r)
+	if !ok {
+		return
+	}
+	n.blockOn(w, r, q, n.plansIndex)
 	var out []api.PlanDetail
 	n.fsm.View(func(s *fsm.State) {
 		for _, p := range s.PlanList() {
@@ -457,10 +472,12 @@ func (n *Node) handlePlans(w http.ResponseWriter, _ *http.Request) {
 
 func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var (
-		d  api.PlanDetail
-		ok bool
-	)
+	q, ok := parseQuery(w, r)
+	if !ok {
+		return
+	}
+	n.blockOn(w, r, q, n.plansIndex)
+	var d api.PlanDetail
 	n.fsm.View(func(s *fsm.State) {
 		var p fsm.Plan
 		if p, ok = s.Plans[id]; ok {

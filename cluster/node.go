@@ -77,6 +77,9 @@ type Node struct {
 	// memberEvents is set by every gossip event, so that the leader
 	// records a member's change in the FSM at once.
 	memberEvents atomic.Bool
+	// localIndex counts the changes of members and status that raft does
+	// not carry (gossip events, leader changes): see membersIndex.
+	localIndex atomic.Uint64
 
 	metaMu   sync.Mutex
 	meta     heartbeat.Meta
@@ -310,6 +313,22 @@ func (n *Node) runRaft() error {
 		return fmt.Errorf("starting raft: %w (%s)", err, storeRecovery)
 	}
 	n.raft = r
+	// Leader changes move the index of status and members (blocking.go).
+	leaders := make(chan raft.Observation, 8)
+	r.RegisterObserver(raft.NewObserver(leaders, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	n.goRun(func() {
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-leaders:
+				n.bumpLocal()
+			}
+		}
+	})
 	return nil
 }
 
@@ -589,7 +608,7 @@ func (n *Node) gossipLoop() {
 			}
 			n.log.Debug("member event", "member", ev.Node, "kind", ev.Kind.String())
 			n.memberEvents.Store(true)
-			n.changed.Notify()
+			n.bumpLocal()
 		}
 	}
 }

@@ -25,6 +25,10 @@ const (
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
 	HeaderForwarded = "X-Lp-Forwarded-By"
+	// HeaderIndex is the index of the state an answer of GET status,
+	// members, plans or a plan reflects: pass it back as ?index= to wait
+	// for the next change (a blocking query).
+	HeaderIndex = "X-Lp-Index"
 	// HeaderIdentity carries the identity a follower authenticated
 	// ("operator:alice (cert)") to the leader; the leader honours it only
 	// from a caller that is itself a node.
