@@ -62,44 +62,50 @@ func rollbackCommand(a *app) *cobra.Command {
 // node runs its pre-plan stack; in text output it prints a line each time a
 // node's progress changes.
 func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	c := a.client()
+	plans := follow(ctx, pollInterval, func(ctx context.Context, q api.QueryOptions) (api.PlanDetail, api.QueryMeta, error) {
+		return c.PlanWait(ctx, id, q)
+	})
 	errs := 0
 	seen := map[string]string{}
+	var d api.PlanDetail
 	for {
-		d, err := c.Plan(ctx, id)
-		if err != nil {
-			if errs++; errs > 50 {
-				return d, err
-			}
-		} else {
-			errs = 0
-			if a.output != "json" {
-				for _, n := range d.Nodes {
-					if line := rollbackProgress(n); seen[n.Node] != line {
-						seen[n.Node] = line
-						fmt.Fprintf(a.stdout, "%s %s\n", time.Now().Local().Format("15:04:05.000"), line)
-					}
-				}
-			}
-			switch d.Plan.State {
-			case fsm.PlanFailed:
-				return d, &exitError{code: exitFailed, msg: fmt.Sprintf("plan %s failed while rolling back: %s", id, d.Plan.Reason)}
-			case fsm.PlanRolledBack:
-				done := true
-				for _, n := range d.Nodes {
-					if n.Status == string(fsm.StatusAlive) && !n.AtPreState {
-						done = false
-					}
-				}
-				if done {
-					return d, nil
-				}
-			}
-		}
+		var u answer[api.PlanDetail]
 		select {
 		case <-ctx.Done():
 			return d, ctx.Err()
-		case <-time.After(pollInterval):
+		case u = <-plans:
+		}
+		if u.err != nil {
+			if errs++; errs > 50 {
+				return d, u.err
+			}
+			continue
+		}
+		errs, d = 0, u.v
+		if a.output != "json" {
+			for _, n := range d.Nodes {
+				if line := rollbackProgress(n); seen[n.Node] != line {
+					seen[n.Node] = line
+					fmt.Fprintf(a.stdout, "%s %s\n", time.Now().Local().Format("15:04:05.000"), line)
+				}
+			}
+		}
+		switch d.Plan.State {
+		case fsm.PlanFailed:
+			return d, &exitError{code: exitFailed, msg: fmt.Sprintf("plan %s failed while rolling back: %s", id, d.Plan.Reason)}
+		case fsm.PlanRolledBack:
+			done := true
+			for _, n := range d.Nodes {
+				if n.Status == string(fsm.StatusAlive) && !n.AtPreState {
+					done = false
+				}
+			}
+			if done {
+				return d, nil
+			}
 		}
 	}
 }

@@ -32,7 +32,8 @@ const (
 	exitStopped    = 4 // paused or aborted
 )
 
-// pollInterval is how often --wait and watch ask lpd.
+// pollInterval is how often --wait and watch ask an lpd that does not
+// answer blocking queries, and how often the live view is redrawn.
 const pollInterval = 200 * time.Millisecond
 
 // client is the API client of --addr with --ca, --cert, --key and --token.
@@ -350,25 +351,54 @@ Exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted.`,
 
 // watch follows a plan until it stops moving and returns the exit status
 // that says how it ended: on a terminal a live view, else event and
-// progress lines (see watcher).
+// progress lines (see watcher). The plan and the members are followed by
+// blocking queries (nothing is asked while nothing changes); the view is
+// redrawn locally every pollInterval for the trial countdown.
 func (a *app) watch(ctx context.Context, id string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	c := a.client()
 	w := a.newWatcher()
-	var errs int
-	var lastPending string
+	plans := follow(ctx, pollInterval, func(ctx context.Context, q api.QueryOptions) (api.PlanDetail, api.QueryMeta, error) {
+		return c.PlanWait(ctx, id, q)
+	})
+	var members <-chan answer[[]api.Member]
+	if a.output != "json" {
+		members = follow(ctx, membersEvery, c.MembersWait)
+	}
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	var (
+		d           api.PlanDetail
+		have        bool
+		haveMembers = members == nil // the first view shows health
+		errs        int
+		lastPending string
+	)
 	for {
-		d, err := c.Plan(ctx, id)
-		if err != nil {
-			// Ride out a leader election: a few failed polls are normal.
-			if errs++; errs > 50 {
-				return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case u := <-plans:
+			if u.err != nil {
+				// Ride out a leader election: a few failed tries are normal.
+				if errs++; errs > 50 {
+					return u.err
+				}
+				continue
 			}
-			time.Sleep(pollInterval)
+			errs, d, have = 0, u.v, true
+		case u := <-members:
+			if u.err == nil {
+				w.setMembers(u.v)
+			}
+			haveMembers = true
+		case <-tick.C:
+		}
+		if !have || !haveMembers {
 			continue
 		}
-		errs = 0
 		if a.output != "json" {
-			w.refreshMembers(ctx, c)
 			w.show(d)
 			if p := pendingNodes(d); !w.live && p != lastPending {
 				if p != "" {
@@ -393,11 +423,6 @@ func (a *app) watch(ctx context.Context, id string) error {
 				msg += ": " + d.Plan.Reason
 			}
 			return &exitError{code: code, msg: msg}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pollInterval):
 		}
 	}
 }

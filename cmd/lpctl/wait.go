@@ -61,38 +61,57 @@ Exit 0 once every condition holds, 1 with the last reason after --timeout.`,
 	return c
 }
 
-// waitReady polls until the conditions hold or ctx ends; the error then says
-// which condition did not hold last.
+// waitReady follows the status (and the members) in blocking queries until
+// the conditions hold or ctx ends; the error then says which condition did
+// not hold last.
 func (a *app) waitReady(ctx context.Context, leader bool, members int) (api.Status, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cl := a.client()
-	var last error
+	statuses := follow(ctx, pollInterval, cl.StatusWait)
+	var (
+		memberLists <-chan answer[[]api.Member]
+		st          api.Status
+		ms          []api.Member
+		haveSt      bool
+		haveMs      = members == 0
+		last        = errors.New("no answer yet")
+	)
+	if members > 0 {
+		memberLists = follow(ctx, pollInterval, cl.MembersWait)
+	}
 	for {
-		st, err := a.readiness(ctx, cl, leader, members)
-		if err == nil {
-			return st, nil
-		}
-		last = err
 		select {
 		case <-ctx.Done():
 			return st, last
-		case <-time.After(pollInterval):
+		case u := <-statuses:
+			if u.err != nil {
+				last = u.err
+				continue
+			}
+			st, haveSt = u.v, true
+		case u := <-memberLists:
+			if u.err != nil {
+				last = u.err
+				continue
+			}
+			ms, haveMs = u.v, true
+		}
+		if !haveSt || !haveMs {
+			continue
+		}
+		if last = readiness(st, ms, leader, members); last == nil {
+			return st, nil
 		}
 	}
 }
 
-func (a *app) readiness(ctx context.Context, cl *api.Client, leader bool, members int) (api.Status, error) {
-	st, err := cl.Status(ctx)
-	if err != nil {
-		return st, err
-	}
+// readiness says which condition does not hold, or nil.
+func readiness(st api.Status, ms []api.Member, leader bool, members int) error {
 	if leader && (st.Leader == "" || st.LeaderAPI == "") {
-		return st, errors.New("no raft leader yet")
+		return errors.New("no raft leader yet")
 	}
 	if members > 0 {
-		ms, err := cl.Members(ctx)
-		if err != nil {
-			return st, err
-		}
 		ready := 0
 		for _, m := range ms {
 			if m.Status == string(fsm.StatusAlive) && m.Health == heartbeat.HealthHealthy {
@@ -100,8 +119,8 @@ func (a *app) readiness(ctx context.Context, cl *api.Client, leader bool, member
 			}
 		}
 		if ready < members {
-			return st, fmt.Errorf("%d of %d members alive and healthy", ready, members)
+			return fmt.Errorf("%d of %d members alive and healthy", ready, members)
 		}
 	}
-	return st, nil
+	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -26,8 +25,8 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// membersEvery is how often the views refresh member health, which costs
-// lpd a round of questions to every node.
+// membersEvery is how often the views ask an lpd without blocking queries
+// for member health, which costs lpd a round of questions to every node.
 const membersEvery = time.Second
 
 // watcher follows one plan and renders it: new history events as lines,
@@ -41,7 +40,6 @@ type watcher struct {
 
 	lastSeq    uint64
 	members    map[string]api.Member
-	membersAt  time.Time
 	drawn      int // lines of the live block on screen
 	lastPhase  string
 	lastStatus time.Time
@@ -51,24 +49,16 @@ func (a *app) newWatcher() *watcher {
 	return &watcher{a: a, live: a.tty || isTerminal(a.stdout), now: time.Now}
 }
 
-// refreshMembers fetches member health at most every membersEvery; a failure
-// keeps the last view.
-func (w *watcher) refreshMembers(ctx context.Context, c *api.Client) {
-	if w.members != nil && w.now().Sub(w.membersAt) < membersEvery {
-		return
-	}
-	ms, err := c.Members(ctx)
-	if err != nil {
-		return
-	}
+// setMembers keeps the latest member list for the health columns.
+func (w *watcher) setMembers(ms []api.Member) {
 	w.members = make(map[string]api.Member, len(ms))
 	for _, m := range ms {
 		w.members[m.Node] = m
 	}
-	w.membersAt = w.now()
 }
 
-// show renders one poll of the plan.
+// show renders the plan (again: it is called at every change and every
+// tick of the countdown).
 func (w *watcher) show(d api.PlanDetail) {
 	out := w.a.stdout
 	w.clear()
