@@ -54,6 +54,9 @@ func TestDashboard(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.WaitVisible(`tr[data-node="b-active"]`)); err != nil {
 		t.Fatalf("the page at %s shows no member b-active: %v", url, err)
 	}
+	// A mark that a reload would lose: the updates below must arrive in
+	// this page, through its blocking queries.
+	eval(t, ctx, `(window.lpMark = "first load")`)
 	text := func() string { return eval(t, ctx, "document.body.innerText") }
 	for _, want := range []string{"p1", "b-active", "c-standby", "a-witness", "active", "standby", "healthy"} {
 		if !strings.Contains(text(), want) {
@@ -83,6 +86,16 @@ func TestDashboard(t *testing.T) {
 	}
 	if state == string(fsm.PlanCompleted) && !seen["p1/active_trial"] {
 		t.Errorf("the page never showed the active trial; phases seen: %v", seen)
+	}
+	if mark := eval(t, ctx, `window.lpMark || "reloaded"`); mark != "first load" {
+		t.Errorf("the page was reloaded (mark %q): updates must arrive in place", mark)
+	}
+	blocking := eval(t, ctx, `performance.getEntriesByType("resource").filter(e => /\/v1\/plans.*[?&]index=[1-9]/.test(e.name)).length + ""`)
+	if blocking == "0" {
+		t.Errorf("the page followed the plan without a blocking query (no GET of a plan with ?index=)")
+	}
+	if !strings.Contains(text(), "engine pause") {
+		t.Errorf("the plan's node table has no engine pause column:\n%s", text())
 	}
 	shot(t, ctx, "dashboard-plan.png")
 

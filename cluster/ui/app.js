@@ -4,6 +4,10 @@
 const phases = ["standby_apply", "standby_trial", "active_apply", "active_trial"];
 let current = null; // the plan shown
 let clockSkew = 0;  // server time minus browser time, from the Date header
+const queryWait = "60s"; // blocking queries are answered at the latest after this
+let shown = null;   // the plan detail on the page (for the countdown)
+let planLoop = null; // AbortController of the current plan's blocking query
+let lastList = [];
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -14,13 +18,37 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
-async function get(path) {
-  const r = await fetch(path, { headers: { "Accept": "application/json" }, credentials: "same-origin" });
+async function get(path, signal) {
+  const r = await fetch(path, { headers: { "Accept": "application/json" }, credentials: "same-origin", signal });
   const d = r.headers.get("Date");
   if (d) clockSkew = new Date(d).getTime() - Date.now();
   const body = await r.json();
   if (!r.ok) throw new Error(body.error || r.statusText);
-  return body;
+  return { body, index: Number(r.headers.get("X-Lp-Index") || 0) };
+}
+
+const sleep = ms => new Promise(res => setTimeout(res, ms));
+
+// follow keeps one blocking query open on path (?index=N&wait=60s: lpd
+// answers when the state changed, or after the wait) and calls onData with
+// each new answer; nothing is asked while nothing changes. It stops when
+// signal aborts. An lpd without blocking queries (no X-Lp-Index) is asked
+// every second.
+async function follow(path, onData, signal) {
+  let index = 0;
+  while (!signal.aborted) {
+    try {
+      const q = index > 0 ? `${path.includes("?") ? "&" : "?"}index=${index}&wait=${queryWait}` : "";
+      const { body, index: got } = await get(path + q, signal);
+      if (got === 0) { onData(body); await sleep(1000); continue; }
+      if (got < index) { index = 0; continue; } // another lpd, or restarted: start again
+      if (got !== index) { index = got; onData(body); }
+    } catch (e) {
+      if (signal.aborted) return;
+      setError(e.message);
+      await sleep(1000);
+    }
+  }
 }
 
 async function post(path) {
@@ -37,7 +65,6 @@ function confirmThen(text, action) {
   dlg.onclose = async () => {
     if (dlg.returnValue !== "ok") return;
     try { await action(); setError(""); } catch (e) { setError(e.message); }
-    refresh();
   };
   dlg.showModal();
 }
@@ -66,6 +93,13 @@ function renderPairs(members) {
   document.getElementById("pairs").replaceChildren(root);
 }
 
+function inTrial(p) { return p.state === "running" && (p.phase === "standby_trial" || p.phase === "active_trial"); }
+
+function countdown(p) {
+  const left = Math.max(0, new Date(p.phase_deadline).getTime() - (Date.now() + clockSkew));
+  return `${(left / 1000).toFixed(1)}s left`;
+}
+
 function phaseIndex(p) { return phases.indexOf(p.phase); }
 
 function renderPlan(d) {
@@ -75,9 +109,8 @@ function renderPlan(d) {
   const head = el("div", {},
     el("strong", { id: "plan-id" }, p.id), " ", p.spec.name, " — state ",
     el("strong", { id: "plan-state" }, p.state), " — phase ", el("span", { id: "plan-phase" }, p.phase ? `${currentPair(p)}/${p.phase}` : "-"));
-  if (p.state === "running" && (p.phase === "standby_trial" || p.phase === "active_trial")) {
-    const left = Math.max(0, new Date(p.phase_deadline).getTime() - (Date.now() + clockSkew));
-    head.append(" — trial ", el("span", { class: "countdown", id: "countdown" }, `${(left / 1000).toFixed(1)}s left`));
+  if (inTrial(p)) {
+    head.append(" — trial ", el("span", { class: "countdown", id: "countdown" }, countdown(p)));
   }
   if (p.reason) head.append(el("div", { class: "warn" }, "reason: " + p.reason));
   const actions = el("div", {});
@@ -101,19 +134,39 @@ function renderPlan(d) {
     });
     timelines.append(el("div", {}, el("em", {}, pair)), tl);
   });
-  const nodes = el("table", {}, el("tr", {}, ...["node", "pair", "side", "step", "status", "desired", "observed", "pid", "error"].map(h => el("th", {}, h))));
+  const nodes = el("table", {}, el("tr", {}, ...["node", "pair", "side", "step", "status", "desired", "observed", "pid", "engine pause", "error"].map(h => el("th", {}, h))));
   for (const n of d.nodes || []) {
     nodes.append(el("tr", { "data-plan-node": n.node }, el("td", {}, n.node), el("td", {}, n.pair), el("td", {}, n.side), el("td", {}, step(p, n.node)),
       el("td", { class: cls(n.status, "alive") }, n.status), el("td", {}, (n.desired || []).join(", ") || "-"),
-      el("td", {}, (n.observed || []).join(", ") || "-"), el("td", {}, n.pid || "-"), el("td", { class: "bad" }, n.error || "")));
+      el("td", {}, (n.observed || []).join(", ") || "-"), el("td", {}, n.pid || "-"),
+      el("td", { class: "pause" }, pauses(p, n.node)), el("td", { class: "bad" }, n.error || "")));
   }
   box.replaceChildren(head, actions, timelines, nodes);
   const hist = el("table", {}, el("tr", {}, ...["time", "kind", "node/pair", "change", "cause"].map(h => el("th", {}, h))));
   for (const e of (d.history || []).slice(-30).reverse()) {
     hist.append(el("tr", {}, el("td", {}, new Date(e.time).toLocaleTimeString()), el("td", {}, e.kind), el("td", {}, e.node || e.pair || ""),
-      el("td", {}, e.from ? `${e.from} → ${e.to}` : (e.to || "")), el("td", {}, e.cause || "")));
+      el("td", {}, (e.from ? `${e.from} → ${e.to}` : (e.to || "")) + (e.pause ? ` (pause ${dur(e.pause)})` : "")), el("td", {}, e.cause || "")));
   }
   document.getElementById("history").replaceChildren(hist);
+}
+
+// dur formats a Go duration in nanoseconds (JSON) for humans.
+function dur(ns) {
+  if (ns < 1e3) return `${ns}ns`;
+  if (ns < 1e6) return `${(ns / 1e3).toFixed(0)}µs`;
+  if (ns < 1e9) return `${(ns / 1e6).toFixed(ns < 1e7 ? 2 : 1)}ms`;
+  return `${(ns / 1e9).toFixed(2)}s`;
+}
+
+// pauses says how long the engine kept the node's target stopped to apply
+// the plan's patch (and to revert it), from the plan's step.
+function pauses(p, node) {
+  const s = (p.steps || []).find(s => s.node === node);
+  if (!s) return "-";
+  const parts = [];
+  if (s.apply_pause) parts.push(`apply ${dur(s.apply_pause)}`);
+  if (s.revert_pause) parts.push(`revert ${dur(s.revert_pause)}`);
+  return parts.join(", ") || "-";
 }
 
 function currentPair(p) { return (p.spec.pairs || [])[p.pair_index] || ""; }
@@ -132,28 +185,51 @@ function step(p, node) {
 function renderPlans(plans) {
   const t = el("table", {}, el("tr", {}, ...["id", "name", "target", "state", "updated"].map(h => el("th", {}, h))));
   for (const p of plans.slice().reverse()) {
-    t.append(el("tr", { onclick: () => { current = p.id; refresh(); } }, el("td", {}, p.id), el("td", {}, p.spec.name),
+    t.append(el("tr", { onclick: () => { current = p.id; choosePlan(); } }, el("td", {}, p.id), el("td", {}, p.spec.name),
       el("td", {}, p.spec.target), el("td", {}, p.state), el("td", {}, p.updated ? new Date(p.updated).toLocaleTimeString() : "")));
   }
   document.getElementById("plans").replaceChildren(t);
 }
 
-async function refresh() {
-  try {
-    const [status, members, plans] = await Promise.all([get("/v1/status"), get("/v1/members"), get("/v1/plans")]);
-    document.getElementById("leader").textContent = `node ${status.node}, leader ${status.leader || "(none)"}`;
-    renderPairs(members || []);
-    const list = (plans || []).map(d => d.plan);
-    renderPlans(list);
-    const running = list.filter(p => !["completed", "rolled_back", "aborted", "failed"].includes(p.state));
-    const id = current || (running.length ? running[running.length - 1].id : (list.length ? list[list.length - 1].id : null));
-    renderPlan(id ? await get(`/v1/plans/${encodeURIComponent(id)}`) : null);
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
-    setError("");
-  } catch (e) {
-    setError(e.message);
-  }
+function updated() {
+  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  setError("");
 }
 
-refresh();
-setInterval(refresh, 1000);
+// choosePlan follows the plan to show: the one clicked, else the latest
+// unfinished one, else the latest.
+function choosePlan() {
+  const running = lastList.filter(p => !["completed", "rolled_back", "aborted", "failed"].includes(p.state));
+  const id = current || (running.length ? running[running.length - 1].id : (lastList.length ? lastList[lastList.length - 1].id : null));
+  if (planLoop && planLoop.id === id) return;
+  if (planLoop) planLoop.abort();
+  if (!id) { shown = null; renderPlan(null); return; }
+  planLoop = new AbortController();
+  planLoop.id = id;
+  follow(`/v1/plans/${encodeURIComponent(id)}`, d => { shown = d; renderPlan(d); updated(); }, planLoop.signal);
+}
+
+function start() {
+  const forever = new AbortController().signal;
+  follow("/v1/members", async members => {
+    renderPairs(members || []);
+    updated();
+    try {
+      const { body: status } = await get("/v1/status"); // same index as members
+      document.getElementById("leader").textContent = `node ${status.node}, leader ${status.leader || "(none)"}`;
+    } catch (e) { setError(e.message); }
+  }, forever);
+  follow("/v1/plans", plans => {
+    lastList = (plans || []).map(d => d.plan);
+    renderPlans(lastList);
+    choosePlan();
+    updated();
+  }, forever);
+  // The trial countdown ticks here, between answers.
+  setInterval(() => {
+    const c = document.getElementById("countdown");
+    if (c && shown && inTrial(shown.plan)) c.textContent = countdown(shown.plan);
+  }, 100);
+}
+
+start();
