@@ -152,7 +152,9 @@ func (a *agent) gcBlobs() {
 			stored[sum] = true
 		}
 	})
-	removed, err := n.blobs.gc(func(sum string) bool { return stored[sum] })
+	// A module is written before the entry that references it commits:
+	// files younger than the grace (or one apply timeout) stay.
+	removed, err := n.blobs.gc(func(sum string) bool { return stored[sum] }, max(n.cfg.Retention.BlobGrace, n.cfg.ApplyTimeout))
 	if err != nil {
 		n.log.Warn("removing unused module files", "err", err)
 	}
@@ -396,7 +398,7 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 		}
 		// One read of the file: its sha256 and signature are checked on
 		// the bytes the engine then loads (no window to swap the file).
-		path, data, err := n.blobs.load(r.SHA256, blobs[r.SHA256].Data)
+		path, data, err := n.module(ctx, blobs[r.SHA256])
 		if err == nil {
 			err = n.verifyLoad(path, data, blobs[r.SHA256].Signatures)
 		}

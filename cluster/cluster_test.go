@@ -14,15 +14,11 @@ import (
 func (tc *testCluster) submit(patchID string, trial time.Duration, mutate func(*fsm.PlanSpec)) string {
 	tc.t.Helper()
 	l := tc.leader()
-	blob := fsm.NewPutBlob(patchID, []byte(patchID))
-	if _, err := l.apply(blob); err != nil {
-		tc.t.Fatalf("PutBlob: %v", err)
-	}
-	spec := fsm.PlanSpec{Name: "plan-" + patchID, PatchSHA256: blob.SHA256, Target: "svc", Trial: trial, ProgressDeadline: time.Minute}
+	spec := fsm.PlanSpec{Name: "plan-" + patchID, PatchID: patchID, Target: "svc", Trial: trial, ProgressDeadline: time.Minute}
 	if mutate != nil {
 		mutate(&spec)
 	}
-	res, err := l.apply(&fsm.SubmitPlan{Spec: spec})
+	res, err := l.submit(spec, []byte(patchID), nil)
 	if err != nil {
 		tc.t.Fatalf("SubmitPlan: %v", err)
 	}

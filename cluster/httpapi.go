@@ -60,6 +60,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathRole, node("report a role", n.handleRole))
 	mux.HandleFunc("POST "+api.PathReadIndex, node("ask for the read index", n.handleReadIndex))
 	mux.HandleFunc("POST "+api.PathPeerHealth, node("report peer health", n.handlePeerHealth))
+	mux.HandleFunc("GET "+api.PathModules+"/{sha256}", n.handler(needNode, "fetch a module", n.handleModule))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", operate("remove a member", n.handleRemoveMember))
 	n.routeOps(mux, read)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -506,7 +507,7 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	spec, blob, status, err := parseSubmit(req)
+	spec, status, err := parseSubmit(req)
 	if err != nil {
 		writeError(w, status, err.Error())
 		return
@@ -515,24 +516,28 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("plan %s has exec health checks and node %s refuses them (exec_checks: deny); use tcp, http or process checks", spec.Name, node))
 		return
 	}
-	spec.SignedBy, blob.Signature = signedBy, req.Signature
-	// A submission the FSM would refuse must change nothing, not even the
-	// blob store: try both commands on a scratch copy first.
-	submit := &fsm.SubmitPlan{Spec: spec}
-	if err := n.dryRun(blob, submit); err != nil {
-		writeErr(w, err)
-		return
-	}
-	if _, err := n.apply(blob); err != nil {
-		writeErr(w, err)
-		return
-	}
-	res, err := n.apply(submit)
+	spec.SignedBy = signedBy
+	res, err := n.submit(spec, req.Module, req.Signature)
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: res.PlanID, PatchID: spec.PatchID})
+}
+
+// submit takes a submission on this node: the module's bytes go into its
+// store, durably, before one raft entry carries the plan with the module's
+// sha256, size and signature (the other nodes fetch the bytes by hash,
+// fetch.go). The FSM validates the plan against the state when it applies
+// the entry: a refused submission records nothing, and its file, which
+// nothing references, is collected later.
+func (n *Node) submit(spec fsm.PlanSpec, module, sig []byte) (*fsm.Result, error) {
+	sum := hexSum(module)
+	if err := n.blobs.put(sum, module); err != nil {
+		return nil, fmt.Errorf("storing the module on %s: %w", n.name, err)
+	}
+	spec.PatchSHA256 = sum
+	return n.apply(&fsm.SubmitPlan{Spec: spec, Module: &fsm.ModuleRef{SHA256: sum, Size: len(module), PatchID: spec.PatchID, Signature: sig}})
 }
 
 // execRefuser names a node of the plan's pairs whose exec_checks is deny,
@@ -563,66 +568,36 @@ func (n *Node) execRefuser(spec fsm.PlanSpec) string {
 	return refuser
 }
 
-// dryRun applies cmds to a scratch copy of the state (without blob data and
-// history, which no refusal depends on) and returns the first refusal.
-func (n *Node) dryRun(cmds ...fsm.Command) error {
-	s := n.fsm.State()
-	for k, b := range s.Blobs {
-		b.Data = nil // the copy shares the bytes: replace, never write
-		s.Blobs[k] = b
-	}
-	s.History = nil
-	var buf bytes.Buffer
-	if err := fsm.WriteSnapshot(&buf, s); err != nil {
-		return fmt.Errorf("dry run: %w", err)
-	}
-	scratch := fsm.New()
-	if err := scratch.Restore(io.NopCloser(&buf)); err != nil {
-		return fmt.Errorf("dry run: %w", err)
-	}
-	now := time.Now()
-	for i, c := range cmds {
-		data, err := fsm.Encode(now, c)
-		if err != nil {
-			return err
-		}
-		if _, err := fsm.ResultOf(scratch.Apply(&raft.Log{Index: uint64(i + 1), Type: raft.LogCommand, Data: data})); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // parseSubmit checks a submission without touching state: the plan is
 // valid, the module's bytes match their sha256 and are a patch module.
-func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error) {
+func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, int, error) {
 	if len(req.Plan) == 0 {
-		return fsm.PlanSpec{}, nil, http.StatusBadRequest, errors.New("the request has no plan")
+		return fsm.PlanSpec{}, http.StatusBadRequest, errors.New("the request has no plan")
 	}
 	var plan config.Plan
 	dec := json.NewDecoder(bytes.NewReader(req.Plan))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&plan); err != nil {
-		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
+		return fsm.PlanSpec{}, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
 	}
 	if err := plan.Validate(); err != nil {
-		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
+		return fsm.PlanSpec{}, http.StatusBadRequest, fmt.Errorf("bad plan: %w", err)
 	}
 	if len(req.Module) == 0 {
-		return fsm.PlanSpec{}, nil, http.StatusBadRequest, errors.New("the request has no patch module")
+		return fsm.PlanSpec{}, http.StatusBadRequest, errors.New("the request has no patch module")
 	}
 	if len(req.Module) > fsm.MaxBlobSize {
-		return fsm.PlanSpec{}, nil, http.StatusRequestEntityTooLarge,
+		return fsm.PlanSpec{}, http.StatusRequestEntityTooLarge,
 			fmt.Errorf("patch module is %d bytes; the limit is %d (16 MiB)", len(req.Module), fsm.MaxBlobSize)
 	}
 	sum := sha256.Sum256(req.Module)
 	if got := hex.EncodeToString(sum[:]); got != req.SHA256 {
-		return fsm.PlanSpec{}, nil, http.StatusBadRequest, fmt.Errorf("patch module sha256 is %s, the request says %q", got, req.SHA256)
+		return fsm.PlanSpec{}, http.StatusBadRequest, fmt.Errorf("patch module sha256 is %s, the request says %q", got, req.SHA256)
 	}
 	name := submittedModuleName(req)
 	mod, err := module.Parse(req.Module, name)
 	if err != nil {
-		return fsm.PlanSpec{}, nil, http.StatusBadRequest, err
+		return fsm.PlanSpec{}, http.StatusBadRequest, err
 	}
 	spec := fsm.PlanSpec{
 		Name: plan.Name, PatchSHA256: req.SHA256, PatchID: mod.ID, Target: plan.Target,
@@ -633,7 +608,7 @@ func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, *fsm.PutBlob, int, error)
 	for _, c := range plan.Health {
 		spec.Health = append(spec.Health, fsm.CheckSpec(c))
 	}
-	return spec, fsm.NewPutBlob(mod.ID, req.Module), 0, nil
+	return spec, 0, nil
 }
 
 func (n *Node) handlePlanAction(w http.ResponseWriter, r *http.Request) {

@@ -190,15 +190,15 @@ func FuzzParseSubmit(f *testing.F) {
 		if json.Unmarshal(data, &req) != nil {
 			return
 		}
-		spec, blob, status, err := parseSubmit(req)
+		spec, status, err := parseSubmit(req)
 		if err != nil {
 			if status < 400 || status > 499 {
 				t.Errorf("parseSubmit error %v with status %d; want 4xx", err, status)
 			}
 			return
 		}
-		if blob == nil || spec.PatchSHA256 != blob.SHA256 {
-			t.Errorf("accepted submission has blob %v and spec sha %s", blob, spec.PatchSHA256)
+		if spec.PatchSHA256 != hexSum(req.Module) || spec.PatchID == "" {
+			t.Errorf("accepted submission has spec sha %s, patch id %q; want the module's sha256 %s and an id", spec.PatchSHA256, spec.PatchID, hexSum(req.Module))
 		}
 	})
 }

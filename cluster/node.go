@@ -55,7 +55,8 @@ type Node struct {
 	apiAddr string
 
 	raftAddr string
-	blobs    blobStore
+	blobs    blobStore // module bytes, content-addressed (blobs.go)
+	fetch    *fetcher  // fetching them from other nodes (fetch.go)
 
 	trials *trialFailures // reported to this node while it leads
 
@@ -112,7 +113,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		fsm: fsm.New(), changed: newSignal(), trials: newTrialFailures(), metaKick: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel,
 	}
-	n.blobs = blobStore{dir: filepath.Join(cfg.Node.DataDir, "patches")}
+	n.blobs, n.fetch = blobStore{dir: filepath.Join(cfg.Node.DataDir, "patches")}, newFetcher()
 	n.metrics = newMetrics(n)
 	defer func() {
 		if err != nil {
@@ -181,6 +182,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.goRun(n.metaLoop)
 	n.goRun(n.leaderLoop)
 	n.goRun(n.agentLoop)
+	n.goRun(n.moduleLoop)
 	if cfg.Node.Server && cfg.Node.BootstrapExpect > 0 {
 		n.goRun(n.bootstrapLoop)
 	}
@@ -308,7 +310,7 @@ func (n *Node) openRaft() (fresh bool, err error) {
 }
 
 func (n *Node) runRaft() error {
-	r, err := raft.NewRaft(n.raftConf, &notifyingFSM{FSM: n.fsm, changed: n.changed}, n.logs, n.stable, n.snaps, n.trans)
+	r, err := raft.NewRaft(n.raftConf, &notifyingFSM{FSM: n.fsm, changed: n.changed, blobs: n.blobs, log: n.log}, n.logs, n.stable, n.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("starting raft: %w (%s)", err, storeRecovery)
 	}

@@ -18,7 +18,7 @@ func TestBlobStoreGC(t *testing.T) {
 	keep := fsm.NewPutBlob("keep", []byte("keep"))
 	drop := fsm.NewPutBlob("drop", []byte("drop"))
 	for _, p := range []*fsm.PutBlob{keep, drop} {
-		if _, _, err := b.load(p.SHA256, p.Data); err != nil {
+		if err := b.put(p.SHA256, p.Data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -29,7 +29,12 @@ func TestBlobStoreGC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := b.gc(func(sum string) bool { return sum == keep.SHA256 })
+	// Within the grace nothing goes: a module is written before the entry
+	// that references it commits.
+	if n, err := b.gc(func(sum string) bool { return sum == keep.SHA256 }, time.Hour); err != nil || n != 0 {
+		t.Fatalf("gc within the grace = %d, %v; want 0, nil", n, err)
+	}
+	n, err := b.gc(func(sum string) bool { return sum == keep.SHA256 }, 0)
 	if err != nil || n != 1 {
 		t.Fatalf("gc = %d, %v; want 1, nil", n, err)
 	}
@@ -40,7 +45,7 @@ func TestBlobStoreGC(t *testing.T) {
 			t.Errorf("%s exists = %v; want %v", filepath.Base(f), err == nil, want)
 		}
 	}
-	if n, err := (blobStore{dir: filepath.Join(dir, "none")}).gc(func(string) bool { return false }); n != 0 || err != nil {
+	if n, err := (blobStore{dir: filepath.Join(dir, "none")}).gc(func(string) bool { return false }, 0); n != 0 || err != nil {
 		t.Errorf("gc of a missing dir = %d, %v; want 0, nil", n, err)
 	}
 }

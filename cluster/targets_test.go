@@ -92,34 +92,47 @@ func TestBlobStore(t *testing.T) {
 	b := blobStore{dir: filepath.Join(t.TempDir(), "patches")}
 	data := []byte("module bytes")
 	sum := hexSum(data)
-	p, got, err := b.load(sum, data)
+	if _, _, err := b.read(sum); !errors.Is(err, errMissing) {
+		t.Fatalf("read before put = %v; want errMissing", err)
+	}
+	if err := b.put(sum, data); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	p, got, err := b.read(sum)
 	if err != nil {
-		t.Fatalf("load: %v", err)
+		t.Fatalf("read: %v", err)
 	}
-	if onDisk, _ := os.ReadFile(p); string(onDisk) != string(data) || string(got) != string(data) {
-		t.Errorf("stored %q, returned %q; want %q", onDisk, got, data)
+	if onDisk, _ := os.ReadFile(p); string(onDisk) != string(data) || string(got) != string(data) || p != b.path(sum) {
+		t.Errorf("stored %q at %s, returned %q; want %q", onDisk, p, got, data)
 	}
-	if _, got, err = b.load(sum, data); err != nil || string(got) != string(data) {
-		t.Errorf("second load = %q, %v; want the module", got, err)
+	if err := b.put(sum, data); err != nil {
+		t.Errorf("second put = %v; want nil", err)
 	}
-	// A file changed behind lpd's back is refused, named, and left alone
-	// for the operator (not replaced, not loaded).
+	// A file changed behind lpd's back is refused, named, moved aside for
+	// the operator (never loaded), and reported missing, so that the node
+	// fetches it again.
 	os.WriteFile(p, []byte("tampered"), 0o600)
-	if _, got, err := b.load(sum, data); !errors.Is(err, ErrHashMismatch) || got != nil || !strings.Contains(err.Error(), p) {
-		t.Fatalf("load of a tampered file = %q, %v; want ErrHashMismatch naming %s", got, err, p)
+	_, got, err = b.read(sum)
+	if !errors.Is(err, ErrHashMismatch) || !errors.Is(err, errMissing) || got != nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("read of a tampered file = %q, %v; want ErrHashMismatch and errMissing naming %s", got, err, p)
 	}
-	if onDisk, _ := os.ReadFile(p); string(onDisk) != "tampered" {
-		t.Errorf("the tampered file now holds %q; want it left as found", onDisk)
+	if aside, _ := os.ReadFile(p + ".corrupt"); string(aside) != "tampered" {
+		t.Errorf("the tampered file was not kept aside: %q", aside)
 	}
-	// Removed, it is written again from the replicated bytes.
+	if b.has(sum) {
+		t.Errorf("the store still has the tampered module")
+	}
+	// Put again after a tampering: the good bytes are back.
+	os.WriteFile(p, []byte("tampered again"), 0o600)
+	if err := b.put(sum, data); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := b.read(sum); err != nil || string(got) != string(data) {
+		t.Errorf("read after put over a tampered file = %q, %v; want the module", got, err)
+	}
+	// Bytes that do not match their hash are refused and not written.
 	os.Remove(p)
-	if _, got, err := b.load(sum, data); err != nil || string(got) != string(data) {
-		t.Errorf("load after removal = %q, %v; want the module", got, err)
-	}
-	// Bytes that do not match their hash are refused (with no good file
-	// on disk to fall back on).
-	os.Remove(p)
-	if _, _, err := b.load(sum, []byte("other bytes")); !errors.Is(err, ErrHashMismatch) {
+	if err := b.put(sum, []byte("other bytes")); !errors.Is(err, ErrHashMismatch) {
 		t.Errorf("mismatching bytes: err = %v; want ErrHashMismatch", err)
 	}
 	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {

@@ -324,31 +324,42 @@ func (c *RemoveNode) apply(x *applyCtx) error {
 }
 
 func (c *PutBlob) apply(x *applyCtx) error {
-	if b, ok := x.s.Blobs[c.SHA256]; ok {
-		if b.PatchID != c.PatchID {
-			return refuse(ErrConflict, "module %s is stored as patch %s, not %s", c.SHA256, b.PatchID, c.PatchID)
-		}
-		if len(c.Signature) == 0 || slices.ContainsFunc(b.Signatures, func(s []byte) bool { return bytes.Equal(s, c.Signature) }) {
-			x.noop("patch %s (%s) is already stored", c.PatchID, c.SHA256)
-			return nil
+	if b, ok := x.s.Blobs[c.SHA256]; ok && b.PatchID != c.PatchID {
+		return refuse(ErrConflict, "module %s is stored as patch %s, not %s", c.SHA256, b.PatchID, c.PatchID)
+	}
+	x.res.BlobData = c.Data
+	if !x.storeModule(ModuleRef{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Signature: c.Signature}) {
+		x.noop("patch %s (%s) is already stored", c.PatchID, c.SHA256)
+	}
+	return nil
+}
+
+// storeModule records a module (its reference; the bytes are in the nodes'
+// module stores), or a signature it does not have yet. The caller checked
+// that a module stored already has m's patch id. It reports whether
+// anything changed.
+func (x *applyCtx) storeModule(m ModuleRef) bool {
+	if b, ok := x.s.Blobs[m.SHA256]; ok {
+		if len(m.Signature) == 0 || slices.ContainsFunc(b.Signatures, func(s []byte) bool { return bytes.Equal(s, m.Signature) }) {
+			return false
 		}
 		// A new signer: copies share the old slice, so build a new one.
-		sigs := append(slices.Clone(b.Signatures), bytes.Clone(c.Signature))
+		sigs := append(slices.Clone(b.Signatures), bytes.Clone(m.Signature))
 		if len(sigs) > MaxBlobSignatures {
 			sigs = sigs[len(sigs)-MaxBlobSignatures:]
 		}
 		b.Signatures = sigs
-		x.s.Blobs[c.SHA256] = b
-		x.record(Event{Kind: EventBlobStored, To: c.SHA256, Cause: c.PatchID + " (signature added)"})
-		return nil
+		x.s.Blobs[m.SHA256] = b
+		x.record(Event{Kind: EventBlobStored, To: m.SHA256, Cause: m.PatchID + " (signature added)"})
+		return true
 	}
-	blob := Blob{SHA256: c.SHA256, Size: len(c.Data), PatchID: c.PatchID, Data: c.Data, Stored: x.at}
-	if len(c.Signature) > 0 {
-		blob.Signatures = [][]byte{bytes.Clone(c.Signature)}
+	blob := Blob{SHA256: m.SHA256, Size: m.Size, PatchID: m.PatchID, Stored: x.at}
+	if len(m.Signature) > 0 {
+		blob.Signatures = [][]byte{bytes.Clone(m.Signature)}
 	}
-	x.s.Blobs[c.SHA256] = blob
-	x.record(Event{Kind: EventBlobStored, To: c.SHA256, Cause: c.PatchID})
-	return nil
+	x.s.Blobs[m.SHA256] = blob
+	x.record(Event{Kind: EventBlobStored, To: m.SHA256, Cause: m.PatchID})
+	return true
 }
 
 func (c *ReportObserved) apply(x *applyCtx) error {

@@ -12,7 +12,16 @@ func (c *SubmitPlan) apply(x *applyCtx) error {
 	spec.Pairs = slices.Clone(spec.Pairs)
 	spec.Health = slices.Clone(spec.Health)
 	blob, ok := s.Blobs[spec.PatchSHA256]
-	if !ok {
+	if m := c.Module; m != nil {
+		switch {
+		case ok && blob.PatchID != m.PatchID:
+			return refuse(ErrConflict, "module %s is stored as patch %s, not %s", m.SHA256, blob.PatchID, m.PatchID)
+		case ok && blob.Size != m.Size:
+			return refuse(ErrConflict, "module %s is stored with size %d, not %d", m.SHA256, blob.Size, m.Size)
+		case !ok:
+			blob = Blob{SHA256: m.SHA256, Size: m.Size, PatchID: m.PatchID}
+		}
+	} else if !ok {
 		return refuse(ErrNotFound, "patch module %s is not stored (send the module before the plan)", spec.PatchSHA256)
 	}
 	if spec.PatchID == "" {
@@ -78,7 +87,10 @@ func (c *SubmitPlan) apply(x *applyCtx) error {
 				spec.ProgressDeadline, waves, unit, spec.Trial, trials)
 		}
 	}
-	// Every check passed: create the plan.
+	// Every check passed: record the module, create the plan.
+	if c.Module != nil {
+		x.storeModule(*c.Module)
+	}
 	spec.SubmittedAt = x.at
 	seq := s.PlanSeq + 1
 	p := Plan{

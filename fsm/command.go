@@ -16,7 +16,8 @@ import (
 // and the only one it applies.
 const CommandVersion = 1
 
-// MaxBlobSize caps a patch module carried in the raft log.
+// MaxBlobSize caps a patch module. The bytes travel outside the raft log
+// (SubmitPlan carries a ModuleRef); only legacy PutBlob entries carry them.
 const MaxBlobSize = 16 << 20
 
 // maxText caps free text (causes, reasons, check output, errors) kept in the
@@ -347,12 +348,16 @@ type RemoveNode struct {
 
 // ---- patches ----
 
-// PutBlob stores a patch module. SHA256 must be the lowercase hex sha256 of
-// Data; Data is at most MaxBlobSize bytes. Signature, when set, is an
-// ed25519 signature of Data (SignatureSize bytes; the FSM checks its size,
-// the API and the agents check it against their trusted keys). Storing a
-// blob again is a no-op, except that a signature it does not have yet is
-// added to it.
+// PutBlob is the legacy form of storing a patch module, with its bytes in
+// the raft log. Nothing writes it any more (a submission is one SubmitPlan
+// with a ModuleRef); it is kept so that logs and snapshots written before
+// still apply. SHA256 must be the lowercase hex sha256 of Data; Data is at
+// most MaxBlobSize bytes. Signature, when set, is an ed25519 signature of
+// Data (SignatureSize bytes; the FSM checks its size, the API and the
+// agents check it against their trusted keys). Storing a blob again is a
+// no-op, except that a signature it does not have yet is added to it. The
+// state keeps the reference only: Data goes to Result.BlobData, for the
+// node to write into its module store.
 type PutBlob struct {
 	SHA256    string `json:"sha256"`
 	PatchID   string `json:"patch_id"`
@@ -402,15 +407,51 @@ type ReportObserved struct {
 
 // ---- plans ----
 
-// SubmitPlan creates a plan in state pending; Result.PlanID is its id. Spec
-// is validated against the state: the blob must be stored, every pair must
+// SubmitPlan creates a plan in state pending; Result.PlanID is its id. With
+// Module set it also records the module (sha256, size, patch id and
+// signature; the bytes travel outside the log), all in one entry: either
+// both or nothing. Without Module the blob must be stored already (a
+// legacy PutBlob). Spec is validated against the state: every pair must
 // have one active and one standby node registered, each carrying the target,
 // and no other unfinished plan may use the target. Empty OnFailure and
 // FailoverDuringTrial take their defaults, empty Pairs means every pair and
 // an empty PatchID the blob's. SubmittedAt must be zero: the FSM sets it to
 // the command time.
 type SubmitPlan struct {
-	Spec PlanSpec `json:"spec"`
+	Spec   PlanSpec   `json:"spec"`
+	Module *ModuleRef `json:"module,omitempty"`
+}
+
+// ModuleRef is what the replicated state knows of a patch module: its
+// content address, size, patch id and signature. The bytes live in each
+// node's module store, fetched by sha256 from a node that has them.
+type ModuleRef struct {
+	SHA256  string `json:"sha256"`
+	Size    int    `json:"size"`
+	PatchID string `json:"patch_id"`
+	// Signature, when set, is an ed25519 signature of the bytes
+	// (SignatureSize bytes); a module stored already gains it as another
+	// signer's.
+	Signature []byte `json:"signature,omitempty"`
+}
+
+func (m *ModuleRef) validate() error {
+	if err := checkName("patch id", m.PatchID); err != nil {
+		return err
+	}
+	if !validSHA256(m.SHA256) {
+		return refuse(ErrInvalid, "patch %s: sha256 %q is not 64 lowercase hex digits", m.PatchID, clip(m.SHA256, 80))
+	}
+	if m.Size <= 0 {
+		return refuse(ErrInvalid, "patch %s: size %d; want at least 1 byte", m.PatchID, m.Size)
+	}
+	if m.Size > MaxBlobSize {
+		return refuse(ErrTooLarge, "patch module is %d bytes; the limit is 16 MiB", m.Size)
+	}
+	if n := len(m.Signature); n != 0 && n != SignatureSize {
+		return refuse(ErrInvalid, "patch %s: signature is %d bytes; want %d (ed25519)", m.PatchID, n, SignatureSize)
+	}
+	return nil
 }
 
 // PlanPhase moves a plan to the next phase: Pair and Phase name the phase
@@ -678,6 +719,14 @@ func (c *ReportObserved) validate() error {
 
 func (c *SubmitPlan) validate() error {
 	s := &c.Spec
+	if c.Module != nil {
+		if err := c.Module.validate(); err != nil {
+			return err
+		}
+		if c.Module.SHA256 != s.PatchSHA256 {
+			return refuse(ErrInvalid, "plan patch sha256 %s is not its module's %s", clip(s.PatchSHA256, 80), c.Module.SHA256)
+		}
+	}
 	if len(s.Name) > 128 {
 		return refuse(ErrInvalid, "plan name %q is longer than 128 bytes", clip(s.Name, 40))
 	}

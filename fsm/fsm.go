@@ -143,6 +143,28 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// TakeBlobData removes from the state the module bytes that snapshots
+// written while modules travelled in the raft log carry, and returns them
+// by sha256 (nil when there are none), for the node to write into its
+// module store: the state keeps references only.
+func (f *FSM) TakeBlobData() map[string][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out map[string][]byte
+	for sum, b := range f.state.Blobs {
+		if b.Data == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string][]byte{}
+		}
+		out[sum] = b.Data
+		b.Data = nil // copies hold their own map entries
+		f.state.Blobs[sum] = b
+	}
+	return out
+}
+
 type fsmSnapshot struct{ state *State }
 
 // Persist writes the snapshot to sink and closes it (cancels it on error).

@@ -235,12 +235,15 @@ func TestPatchCommands(t *testing.T) {
 	big := make([]byte, MaxBlobSize+1)
 	tooBig := &PutBlob{SHA256: strings.Repeat("0", 64), PatchID: "big", Data: big}
 	runCases(t, []commandCase{
-		{name: "put blob", cmd: cmd(NewPutBlob("fix-3", []byte("three"))),
-			check: func(t *testing.T, h *harness, _ *Result) {
+		{name: "put blob (legacy: the bytes go to the result, the state keeps the reference)", cmd: cmd(NewPutBlob("fix-3", []byte("three"))),
+			check: func(t *testing.T, h *harness, r *Result) {
 				b := NewPutBlob("fix-3", []byte("three"))
 				got := h.state().Blobs[b.SHA256]
-				if got.PatchID != "fix-3" || got.Size != 5 || string(got.Data) != "three" {
-					t.Fatalf("blob = %+v; want fix-3, 5 bytes", got)
+				if got.PatchID != "fix-3" || got.Size != 5 || got.Data != nil {
+					t.Fatalf("blob = %+v; want fix-3, 5 bytes, no data", got)
+				}
+				if string(r.BlobData) != "three" {
+					t.Fatalf("result BlobData = %q; want the module bytes", r.BlobData)
 				}
 			}},
 		{name: "put blob again", cmd: cmd(blob1), noop: true},

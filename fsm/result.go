@@ -79,6 +79,9 @@ type Result struct {
 	Message string `json:"message"`
 	// PlanID is the id SubmitPlan assigned.
 	PlanID string `json:"plan_id"`
+	// BlobData are the module bytes of a legacy PutBlob entry, for the
+	// node to write into its module store (the state keeps the reference).
+	BlobData []byte `json:"-"`
 }
 
 // AsError returns nil when the command was applied, else a *CommandError.

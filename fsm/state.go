@@ -256,7 +256,9 @@ type Blob struct {
 	SHA256  string `json:"sha256"`
 	Size    int    `json:"size"`
 	PatchID string `json:"patch_id"`
-	Data    []byte `json:"data"` // shared between copies: never write to it
+	// Data is only in snapshots written while module bytes travelled in
+	// the raft log: FSM.TakeBlobData moves it to the node's module store.
+	Data []byte `json:"data,omitempty"` // shared between copies: never write to it
 	// Stored is when the module was stored (zero in snapshots written
 	// before it was kept): a Prune keeps an unreferenced module for
 	// Retention.BlobGrace after it.

@@ -21,6 +21,7 @@ const (
 	PathRole       = "/v1/internal/role"
 	PathReadIndex  = "/v1/internal/read-index"
 	PathPeerHealth = "/v1/internal/peer-health"
+	PathModules    = "/v1/internal/modules" // GET PathModules/SHA256: a module's bytes, node to node
 
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
