@@ -280,6 +280,7 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 		desired []fsm.PatchRef
 		blobs   = map[string]fsm.Blob{}
 		known   map[string]bool
+		opts    map[string]PatchOptions
 		prev    fsm.Observed
 		hadPrev bool
 	)
@@ -289,6 +290,7 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 			blobs[r.SHA256] = s.Blobs[r.SHA256]
 		}
 		known = knownPatches(s, n.name, target)
+		opts = patchOptions(s, n.name, target)
 		prev, hadPrev = s.Observed[n.name][target]
 	})
 	obs := api.ObservedRequest{Node: n.name, Target: target}
@@ -306,7 +308,7 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 			break
 		}
 		obs.PidStart = start
-		obs.Active, obs.Unmanaged, obs.Error = a.converge(ctx, target, pid, desired, blobs, known, act)
+		obs.Active, obs.Unmanaged, obs.Error = a.converge(ctx, target, pid, desired, blobs, known, opts, act)
 	}
 	if hadPrev && prev.Pid == obs.Pid && prev.PidStart == obs.PidStart && slices.Equal(prev.Active, obs.Active) &&
 		slices.Equal(prev.Unmanaged, obs.Unmanaged) && prev.Error == obs.Error {
@@ -341,6 +343,27 @@ func knownPatches(s *fsm.State, node, target string) map[string]bool {
 	return known
 }
 
+// patchOptions returns, by patch id, the engine options of the plan that
+// brought each patch the cluster knows for target on node: the plan of its
+// entry in the desired stack, else the newest plan for target with that
+// patch (the one whose rollback reverts it).
+func patchOptions(s *fsm.State, node, target string) map[string]PatchOptions {
+	opts := map[string]PatchOptions{}
+	seq := map[string]uint64{}
+	for _, p := range s.Plans {
+		if p.Spec.Target == target && p.Seq >= seq[p.Spec.PatchID] {
+			seq[p.Spec.PatchID] = p.Seq
+			opts[p.Spec.PatchID] = planOptions(p.Spec)
+		}
+	}
+	for _, r := range s.DesiredStack(node, target) {
+		if p, ok := s.Plans[r.Plan]; ok {
+			opts[r.PatchID] = planOptions(p.Spec)
+		}
+	}
+	return opts
+}
+
 func reportEqual(a, b api.ObservedRequest) bool {
 	return a.Pid == b.Pid && a.PidStart == b.PidStart && slices.Equal(a.Active, b.Active) &&
 		slices.Equal(a.Unmanaged, b.Unmanaged) && a.Error == b.Error
@@ -353,7 +376,7 @@ func reportEqual(a, b api.ObservedRequest) bool {
 // patches afterwards, the unknown ones and the error, if any. A failed
 // attempt is not repeated for the same process and stack until
 // RetryBackoff has passed.
-func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob, known map[string]bool, act bool) (active, unmanaged []string, _ string) {
+func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob, known map[string]bool, opts map[string]PatchOptions, act bool) (active, unmanaged []string, _ string) {
 	n := a.n
 	listed := func() error {
 		list, err := n.cfg.Patcher.List(pid)
@@ -388,7 +411,7 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			continue // reverted with a dependency already
 		}
 		n.log.Info("reverting patch", "target", target, "pid", pid, "patch", active[i])
-		if err := a.revert(ctx, target, pid, active[i]); err != nil {
+		if err := a.revert(ctx, target, pid, active[i], opts[active[i]]); err != nil {
 			opErr = fmt.Errorf("reverting %s in pid %d: %w", active[i], pid, err)
 		}
 	}
@@ -407,7 +430,7 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			break
 		}
 		n.log.Info("applying patch", "target", target, "pid", pid, "patch", r.PatchID)
-		if err := a.apply(ctx, target, pid, path, data); err != nil {
+		if err := a.apply(ctx, target, pid, path, data, opts[r.PatchID]); err != nil {
 			opErr = fmt.Errorf("applying %s to pid %d: %w", r.PatchID, pid, err)
 		}
 	}
@@ -439,13 +462,13 @@ func splitKnown(ids []string, known map[string]bool) (in, out []string) {
 
 // apply applies one module through the Patcher, recording the pause when
 // the Patcher measures it.
-func (a *agent) apply(ctx context.Context, target string, pid int, path string, data []byte) error {
+func (a *agent) apply(ctx context.Context, target string, pid int, path string, data []byte, opts PatchOptions) error {
 	n := a.n
 	tp, ok := n.cfg.Patcher.(timedPatcher)
 	if !ok {
-		return n.cfg.Patcher.Apply(ctx, pid, path, data)
+		return n.cfg.Patcher.Apply(ctx, pid, path, data, opts)
 	}
-	d, err := tp.ApplyTimed(ctx, pid, path, data)
+	d, err := tp.ApplyTimed(ctx, pid, path, data, opts)
 	if d > 0 {
 		n.metrics.observePause(n.name, target, d)
 	}
@@ -454,13 +477,13 @@ func (a *agent) apply(ctx context.Context, target string, pid int, path string, 
 
 // revert reverts one patch through the Patcher, recording the pause when
 // the Patcher measures it.
-func (a *agent) revert(ctx context.Context, target string, pid int, id string) error {
+func (a *agent) revert(ctx context.Context, target string, pid int, id string, opts PatchOptions) error {
 	n := a.n
 	tp, ok := n.cfg.Patcher.(timedPatcher)
 	if !ok {
-		return n.cfg.Patcher.Revert(ctx, pid, id)
+		return n.cfg.Patcher.Revert(ctx, pid, id, opts)
 	}
-	d, err := tp.RevertTimed(ctx, pid, id)
+	d, err := tp.RevertTimed(ctx, pid, id, opts)
 	if d > 0 {
 		n.metrics.observePause(n.name, target, d)
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -247,4 +248,38 @@ func TestLateProcessGetsPatches(t *testing.T) {
 		o := tc.leader().State().Observed["c-standby"]["svc"]
 		return o.Pid == newPid && slices.Equal(o.Active, []string{"fix1"})
 	})
+}
+
+// TestPlanEngineOptionsReachThePatcher: a plan's mode, consistency and
+// apply_timeout go with every apply of its patch on every node, and with
+// the reverts of its rollback.
+func TestPlanEngineOptionsReachThePatcher(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.registered()
+	id := tc.submit("fix1", 200*time.Millisecond, func(s *fsm.PlanSpec) {
+		s.Mode, s.Consistency, s.ApplyTimeout = "dlopen", "entry", 750*time.Millisecond
+	})
+	tc.waitPlan(id, fsm.PlanCompleted, 20*time.Second)
+	if _, err := tc.leader().apply(&fsm.RollbackPlan{Plan: id, Reason: "test", Staged: true}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitPlan(id, fsm.PlanRolledBack, 20*time.Second)
+	tc.patcher.mu.Lock()
+	got := slices.Clone(tc.patcher.opts)
+	tc.patcher.mu.Unlock()
+	want := map[string]bool{}
+	for _, n := range []string{"b-active", "c-standby"} {
+		pid := tc.pids[n]
+		want[fmt.Sprintf("apply %d:fix1 dlopen/entry/750ms", pid)] = true
+		want[fmt.Sprintf("revert %d:fix1 dlopen/entry/750ms", pid)] = true
+	}
+	for _, g := range got {
+		if !want[g] {
+			t.Errorf("patcher call %q; want only %v", g, want)
+		}
+		delete(want, g)
+	}
+	if len(want) > 0 {
+		t.Errorf("patcher calls %q; missing %v", got, want)
+	}
 }

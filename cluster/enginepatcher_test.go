@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,7 +22,7 @@ func TestEnginePatcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Apply(ctx, s.pid, built.fix, data); err != nil {
+	if err := p.Apply(ctx, s.pid, built.fix, data, PatchOptions{}); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	s.waitValue(t, 1041, 5*time.Second)
@@ -33,10 +34,10 @@ func TestEnginePatcher(t *testing.T) {
 		t.Errorf("active after Apply = %v; want [fix-answer]", got)
 	}
 	// Applying again is not an error.
-	if err := p.Apply(ctx, s.pid, built.fix, data); err != nil {
+	if err := p.Apply(ctx, s.pid, built.fix, data, PatchOptions{}); err != nil {
 		t.Errorf("second Apply: %v; want nil", err)
 	}
-	if err := p.Revert(ctx, s.pid, "fix-answer"); err != nil {
+	if err := p.Revert(ctx, s.pid, "fix-answer", PatchOptions{}); err != nil {
 		t.Fatalf("Revert: %v", err)
 	}
 	s.waitValue(t, 42, 5*time.Second)
@@ -63,11 +64,11 @@ func TestEnginePatcherLoadsTheGivenBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := (EnginePatcher{}).Apply(ctx, s.pid, path, data); err != nil {
+	if err := (EnginePatcher{}).Apply(ctx, s.pid, path, data, PatchOptions{}); err != nil {
 		t.Fatalf("inject Apply with a rewritten file: %v; want the given bytes loaded", err)
 	}
 	s.waitValue(t, 1041, 5*time.Second)
-	if err := (EnginePatcher{}).Revert(ctx, s.pid, "fix-answer"); err != nil {
+	if err := (EnginePatcher{}).Revert(ctx, s.pid, "fix-answer", PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s.waitValue(t, 42, 5*time.Second)
@@ -75,7 +76,7 @@ func TestEnginePatcherLoadsTheGivenBytes(t *testing.T) {
 	// svc is not linked with -rdynamic, so the dynamic linker cannot bind
 	// the module's reference to svc's global: dlopen fails, naming the
 	// file it opened, which must be the private copy.
-	err = EnginePatcher{Options: engine.Options{Mode: engine.ModeDlopen}}.Apply(ctx, s.pid, path, data)
+	err = EnginePatcher{Options: engine.Options{Mode: engine.ModeDlopen}}.Apply(ctx, s.pid, path, data, PatchOptions{})
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, ".load-")) {
 		t.Errorf("dlopen Apply = %v; want dlopen of a private copy under %s/.load-*", err, dir)
 	}
@@ -86,4 +87,38 @@ func TestEnginePatcherLoadsTheGivenBytes(t *testing.T) {
 	if v := s.value(); v != 42 {
 		t.Errorf("service prints %d after a failed dlopen apply; want 42", v)
 	}
+}
+
+// TestEnginePatcherPlanOptions: the options of an apply (a plan's mode,
+// consistency and apply_timeout) override the node's. A C++ module is
+// refused in the node's default inject mode and loads with mode dlopen.
+func TestEnginePatcherPlanOptions(t *testing.T) {
+	requirePtrace(t)
+	s := startService(t, t.TempDir(), "svc")
+	data, err := os.ReadFile(built.cxx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	p := EnginePatcher{Options: engine.Options{Logf: func(f string, args ...any) { logged = append(logged, fmt.Sprintf(f, args...)) }}}
+	ctx := context.Background()
+	if err := p.Apply(ctx, s.pid, built.cxx, data, PatchOptions{}); err == nil || !strings.Contains(err.Error(), "dlopen") {
+		t.Fatalf("Apply of a C++ module in inject mode = %v; want a refusal asking for dlopen", err)
+	}
+	opts := PatchOptions{Mode: engine.ModeDlopen, Consistency: "entry", Timeout: 3 * time.Second}
+	d, err := p.ApplyTimed(ctx, s.pid, built.cxx, data, opts)
+	if err != nil {
+		t.Fatalf("Apply with mode dlopen: %v", err)
+	}
+	s.waitValue(t, 2042, 5*time.Second)
+	if d <= 0 {
+		t.Errorf("pause = %v; want the time the target was stopped", d)
+	}
+	if want := "(mode dlopen, consistency entry, timeout 3s)"; len(logged) == 0 || !strings.Contains(logged[len(logged)-1], want) {
+		t.Errorf("logged %q; want the last line to contain %q", logged, want)
+	}
+	if _, err := p.RevertTimed(ctx, s.pid, "fix-answer-cxx", opts); err != nil {
+		t.Fatalf("Revert: %v", err)
+	}
+	s.waitValue(t, 42, 5*time.Second)
 }

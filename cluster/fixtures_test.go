@@ -24,6 +24,7 @@ var built struct {
 	err  error
 	svc  string // testdata/svc.c
 	fix  string // testdata/fix.c, a patch module
+	cxx  string // testdata/fixcxx.cc, a C++ patch module (mode dlopen only)
 	lpd  string
 	ctl  string
 }
@@ -41,11 +42,13 @@ func buildFixtures(t testing.TB) {
 		built.dir = dir
 		built.svc = filepath.Join(dir, "svc")
 		built.fix = filepath.Join(dir, "fix.so")
+		built.cxx = filepath.Join(dir, "fixcxx.so")
 		built.lpd = filepath.Join(dir, "lpd")
 		built.ctl = filepath.Join(dir, "lpctl")
 		steps := [][]string{
 			{"cc", "-O2", "-o", built.svc, "testdata/svc.c"},
 			{"cc", "-shared", "-fPIC", "-O2", "-I../include", "-o", built.fix, "testdata/fix.c"},
+			{"c++", "-shared", "-fPIC", "-O2", "-I../include", "-o", built.cxx, "testdata/fixcxx.cc"},
 			{"go", "build", "-o", built.lpd, "lp/cmd/lpd"},
 			{"go", "build", "-o", built.ctl, "lp/cmd/lpctl"},
 		}

@@ -26,16 +26,18 @@ type fakePatcher struct {
 	patches map[int][]PatchStatus
 	failOn  map[string]bool // module base names whose apply fails
 	applied []string        // "pid:id" in order of application
+	opts    []string        // "apply|revert pid:id mode/consistency/timeout", in order
 }
 
 func newFakePatcher() *fakePatcher {
 	return &fakePatcher{patches: map[int][]PatchStatus{}, failOn: map[string]bool{}}
 }
 
-func (f *fakePatcher) Apply(_ context.Context, pid int, _ string, data []byte) error {
+func (f *fakePatcher) Apply(_ context.Context, pid int, _ string, data []byte, o PatchOptions) error {
 	id := string(data) // fake modules hold their id
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.opts = append(f.opts, fmt.Sprintf("apply %d:%s %s/%s/%v", pid, id, o.Mode, o.Consistency, o.Timeout))
 	if f.failOn[id] {
 		return fmt.Errorf("fake failure applying %s", id)
 	}
@@ -55,9 +57,10 @@ func (f *fakePatcher) List(pid int) ([]PatchStatus, error) {
 	return slices.Clone(f.patches[pid]), nil
 }
 
-func (f *fakePatcher) Revert(_ context.Context, pid int, id string) error {
+func (f *fakePatcher) Revert(_ context.Context, pid int, id string, o PatchOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.opts = append(f.opts, fmt.Sprintf("revert %d:%s %s/%s/%v", pid, id, o.Mode, o.Consistency, o.Timeout))
 	ps := f.patches[pid]
 	for i := len(ps) - 1; i >= 0; i-- {
 		if ps[i].State == "active" {

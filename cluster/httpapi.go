@@ -604,6 +604,7 @@ func parseSubmit(req api.SubmitRequest) (fsm.PlanSpec, int, error) {
 		Pairs: plan.Pairs, Trial: plan.Trial, OnFailure: fsm.OnFailure(plan.OnFailure),
 		FailoverDuringTrial: fsm.FailoverPolicy(plan.FailoverDuringTrial),
 		ProgressDeadline:    plan.ProgressDeadline, SubmittedBy: req.SubmittedBy, MaxParallel: plan.MaxParallel,
+		Mode: plan.Mode, Consistency: plan.Consistency, ApplyTimeout: plan.ApplyTimeout,
 	}
 	for _, c := range plan.Health {
 		spec.Health = append(spec.Health, fsm.CheckSpec(c))

@@ -18,12 +18,12 @@ import (
 // them.
 type timedFake struct{ *fakePatcher }
 
-func (f timedFake) ApplyTimed(ctx context.Context, pid int, path string, data []byte) (time.Duration, error) {
-	return 150 * time.Microsecond, f.Apply(ctx, pid, path, data)
+func (f timedFake) ApplyTimed(ctx context.Context, pid int, path string, data []byte, o PatchOptions) (time.Duration, error) {
+	return 150 * time.Microsecond, f.Apply(ctx, pid, path, data, o)
 }
 
-func (f timedFake) RevertTimed(ctx context.Context, pid int, id string) (time.Duration, error) {
-	return 200 * time.Microsecond, f.Revert(ctx, pid, id)
+func (f timedFake) RevertTimed(ctx context.Context, pid int, id string, o PatchOptions) (time.Duration, error) {
+	return 200 * time.Microsecond, f.Revert(ctx, pid, id, o)
 }
 
 // scrape GETs a node's /metrics and parses it with the Prometheus text

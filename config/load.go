@@ -191,6 +191,9 @@ func parsePlan(d *decoder, data []byte, filename string) (*Plan, error) {
 		{"failover_during_trial", str(&p.FailoverDuringTrial, "rollback-first or keep-patch")},
 		{"progress_deadline", duration(&p.ProgressDeadline)},
 		{"max_parallel", integer(&p.MaxParallel, "an integer >= 1")},
+		{"mode", str(&p.Mode, "inject or dlopen")},
+		{"consistency", str(&p.Consistency, "function or entry")},
+		{"apply_timeout", duration(&p.ApplyTimeout)},
 	}
 	if err := d.mapping("", root, fields); err != nil {
 		return nil, err

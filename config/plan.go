@@ -34,7 +34,24 @@ type Plan struct {
 	FailoverDuringTrial string        // failover_during_trial: FailoverRollbackFirst (default) or FailoverKeepPatch
 	ProgressDeadline    time.Duration // progress_deadline: default 10m; must exceed Trial
 	MaxParallel         int           // max_parallel: pairs worked on at once after the first; default 1
+	// Engine options on every node; "" and 0 take the engine's defaults
+	// (inject, function, 5s).
+	Mode         string        // mode: ModeInject or ModeDlopen
+	Consistency  string        // consistency: ConsistencyFunction or ConsistencyEntry
+	ApplyTimeout time.Duration // apply_timeout: the engine's activation deadline on each node
 }
+
+// Engine load modes (Plan.Mode), as the engine names them.
+const (
+	ModeInject = "inject" // lp maps the module itself (C modules)
+	ModeDlopen = "dlopen" // the target's own dynamic loader opens the module (C++ modules)
+)
+
+// Activation consistency (Plan.Consistency), as the engine names it.
+const (
+	ConsistencyFunction = "function" // no thread may be inside a replaced function
+	ConsistencyEntry    = "entry"    // new calls go to the replacement; running ones finish
+)
 
 // DefaultPlan returns a Plan with every default filled; Name, Patch and
 // Target have no default.
@@ -113,6 +130,25 @@ func (p *Plan) Validate() error {
 	if p.MaxParallel < 1 {
 		return invalid("max_parallel", fmt.Sprintf("want 1 or more, got %d", p.MaxParallel))
 	}
+	switch p.Mode {
+	case "", ModeInject, ModeDlopen:
+	default:
+		return invalid("mode", fmt.Sprintf("want inject or dlopen, got %q", p.Mode))
+	}
+	switch p.Consistency {
+	case "", ConsistencyFunction, ConsistencyEntry:
+	default:
+		return invalid("consistency", fmt.Sprintf("want function or entry, got %q", p.Consistency))
+	}
+	if p.ApplyTimeout < 0 {
+		return invalid("apply_timeout", fmt.Sprintf("%v must be positive", p.ApplyTimeout))
+	}
+	if p.ApplyTimeout > 0 && p.ApplyTimeout < time.Millisecond {
+		return invalid("apply_timeout", fmt.Sprintf("%v is too short to stop a process; want at least 1ms", p.ApplyTimeout))
+	}
+	if p.ApplyTimeout >= p.ProgressDeadline {
+		return invalidNear("apply_timeout", "progress_deadline", fmt.Sprintf("%v must be shorter than progress_deadline (%v)", p.ApplyTimeout, p.ProgressDeadline))
+	}
 	if p.ProgressDeadline <= p.Trial {
 		return invalidNear("progress_deadline", "trial", fmt.Sprintf("%v must exceed trial (%v)", p.ProgressDeadline, p.Trial))
 	}
@@ -131,6 +167,9 @@ type planJSON struct {
 	FailoverDuringTrial string   `json:"failover_during_trial"`
 	ProgressDeadline    string   `json:"progress_deadline"`
 	MaxParallel         int      `json:"max_parallel,omitempty"`
+	Mode                string   `json:"mode,omitempty"`
+	Consistency         string   `json:"consistency,omitempty"`
+	ApplyTimeout        string   `json:"apply_timeout,omitempty"`
 }
 
 // MarshalJSON writes the plan with snake_case keys matching the YAML and
@@ -147,6 +186,9 @@ func (p Plan) MarshalJSON() ([]byte, error) {
 		FailoverDuringTrial: p.FailoverDuringTrial,
 		ProgressDeadline:    p.ProgressDeadline.String(),
 		MaxParallel:         omitOne(p.MaxParallel),
+		Mode:                p.Mode,
+		Consistency:         p.Consistency,
+		ApplyTimeout:        omitZero(p.ApplyTimeout),
 	})
 }
 
@@ -156,6 +198,14 @@ func omitOne(n int) int {
 		return 0
 	}
 	return n
+}
+
+// omitZero leaves an unset duration out of the JSON.
+func omitZero(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }
 
 // UnmarshalJSON reads what MarshalJSON writes. Omitted fields take their
@@ -175,12 +225,17 @@ func (p *Plan) UnmarshalJSON(data []byte) error {
 		OnFailure:           j.OnFailure,
 		FailoverDuringTrial: j.FailoverDuringTrial,
 		MaxParallel:         j.MaxParallel,
+		Mode:                j.Mode,
+		Consistency:         j.Consistency,
 	}
 	var err error
 	if out.Trial, err = jsonDuration("trial", j.Trial, d.Trial); err != nil {
 		return err
 	}
 	if out.ProgressDeadline, err = jsonDuration("progress_deadline", j.ProgressDeadline, d.ProgressDeadline); err != nil {
+		return err
+	}
+	if out.ApplyTimeout, err = jsonDuration("apply_timeout", j.ApplyTimeout, 0); err != nil {
 		return err
 	}
 	*p = out

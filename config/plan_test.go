@@ -173,6 +173,14 @@ func TestParsePlanErrors(t *testing.T) {
 		{"deadline default below trial", minimalPlan + "trial: 1h\n", 4, "progress_deadline", ErrInvalid, "10m0s must exceed trial (1h0m0s)"},
 		{"trial shorter than a check can fail", minimalPlan + "trial: 2s\nhealth:\n  - exec: 'false'\n    interval: 1s\n    failures: 3\n", 4, "trial", ErrInvalid,
 			"2s is shorter than check exec:false needs to fail (failures 3 × interval 1s): make trial at least 3s"},
+		{"mode", minimalPlan + "mode: preload\n", 4, "mode", ErrInvalid, `want inject or dlopen, got "preload"`},
+		{"mode a list", minimalPlan + "mode: [inject]\n", 4, "mode", ErrType, "want inject or dlopen, got a list"},
+		{"consistency", minimalPlan + "consistency: strict\n", 4, "consistency", ErrInvalid, `want function or entry, got "strict"`},
+		{"apply_timeout a number", minimalPlan + "apply_timeout: 5\n", 4, "apply_timeout", ErrType, `want a duration like "2s" or "500ms", got 5`},
+		{"apply_timeout negative", minimalPlan + "apply_timeout: -1s\n", 4, "apply_timeout", ErrInvalid, "-1s must be positive"},
+		{"apply_timeout tiny", minimalPlan + "apply_timeout: 10us\n", 4, "apply_timeout", ErrInvalid, "want at least 1ms"},
+		{"apply_timeout past the deadline", minimalPlan + "trial: 1s\nprogress_deadline: 2s\napply_timeout: 5s\n", 6, "apply_timeout", ErrInvalid,
+			"5s must be shorter than progress_deadline (2s)"},
 		{"trial shorter than a default check can fail", minimalPlan + "trial: 2s\nhealth:\n  - name: up\n    tcp: 127.0.0.1:1\n", 4, "trial", ErrInvalid,
 			"check up needs to fail (failures 3 × interval 1s): make trial at least 3s"},
 	}
@@ -227,6 +235,63 @@ func TestPlanMaxParallel(t *testing.T) {
 	for _, bad := range []string{"max_parallel: 0\n", "max_parallel: -2\n", "max_parallel: two\n"} {
 		if _, err := ParsePlan([]byte(base+bad), "plan.yaml"); err == nil || !strings.Contains(err.Error(), "max_parallel") {
 			t.Errorf("ParsePlan(%q) = %v; want an error naming max_parallel", bad, err)
+		}
+	}
+}
+
+func TestPlanEngineOptions(t *testing.T) {
+	base := "name: x\npatch: fix.so\ntarget: svc\n"
+	p, err := ParsePlan([]byte(base+"mode: dlopen\nconsistency: entry\napply_timeout: 750ms\n"), "plan.yaml")
+	if err != nil {
+		t.Fatalf("ParsePlan error: %v; want nil", err)
+	}
+	if p.Mode != ModeDlopen || p.Consistency != ConsistencyEntry || p.ApplyTimeout != 750*time.Millisecond {
+		t.Errorf("ParsePlan = mode %q consistency %q apply_timeout %v; want dlopen entry 750ms", p.Mode, p.Consistency, p.ApplyTimeout)
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"mode":"dlopen","consistency":"entry","apply_timeout":"750ms"`; !strings.Contains(string(data), want) {
+		t.Errorf("json.Marshal = %s; want it to contain %s", data, want)
+	}
+	var back Plan
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("json.Unmarshal(%s) error: %v", data, err)
+	}
+	p.PatchPath = ""
+	if !reflect.DeepEqual(&back, p) {
+		t.Errorf("round trip =\n%+v\nwant\n%+v", back, *p)
+	}
+
+	// Unset: the engine's defaults, and nothing in the JSON.
+	p, err = ParsePlan([]byte(base), "plan.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Mode != "" || p.Consistency != "" || p.ApplyTimeout != 0 {
+		t.Errorf("defaults = %q %q %v; want unset", p.Mode, p.Consistency, p.ApplyTimeout)
+	}
+	data, _ = json.Marshal(p)
+	for _, k := range []string{"mode", "consistency", "apply_timeout"} {
+		if strings.Contains(string(data), `"`+k+`"`) {
+			t.Errorf("json.Marshal of defaults = %s; want no %s", data, k)
+		}
+	}
+
+	for _, tt := range []struct{ json, want string }{
+		{`{"name":"x","patch":"f.so","target":"t","mode":"preload"}`, "mode: want inject or dlopen"},
+		{`{"name":"x","patch":"f.so","target":"t","consistency":"all"}`, "consistency: want function or entry"},
+		{`{"name":"x","patch":"f.so","target":"t","apply_timeout":"later"}`, `apply_timeout: want a duration`},
+		{`{"name":"x","patch":"f.so","target":"t","apply_timeout":5}`, "decoding plan"},
+	} {
+		var q Plan
+		err := json.Unmarshal([]byte(tt.json), &q)
+		if err == nil {
+			err = q.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("decoding %s: error %v; want it to contain %q", tt.json, err, tt.want)
 		}
 	}
 }

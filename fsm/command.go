@@ -770,6 +770,19 @@ func (c *SubmitPlan) validate() error {
 	default:
 		return refuse(ErrInvalid, "failover_during_trial %q is not rollback-first or keep-patch", clip(string(s.FailoverDuringTrial), 32))
 	}
+	switch s.Mode {
+	case "", "inject", "dlopen":
+	default:
+		return refuse(ErrInvalid, "mode %q is not inject or dlopen", clip(s.Mode, 32))
+	}
+	switch s.Consistency {
+	case "", "function", "entry":
+	default:
+		return refuse(ErrInvalid, "consistency %q is not function or entry", clip(s.Consistency, 32))
+	}
+	if s.ApplyTimeout < 0 {
+		return refuse(ErrInvalid, "apply_timeout %v is negative", s.ApplyTimeout)
+	}
 	if !s.SubmittedAt.IsZero() {
 		return refuse(ErrInvalid, "submitted_at is set from the command time; leave it zero")
 	}

@@ -327,9 +327,17 @@ type PlanSpec struct {
 	// pair, which is always alone (0 and 1: one at a time). Pairs worked
 	// on together go through each phase together (a wave): every standby
 	// of the wave is patched and tried before any of its actives.
-	MaxParallel int       `json:"max_parallel,omitempty"`
-	SubmittedBy string    `json:"submitted_by"`
-	SubmittedAt time.Time `json:"submitted_at"` // set from the command time
+	MaxParallel int `json:"max_parallel,omitempty"`
+	// Mode, Consistency and ApplyTimeout are the engine options every node
+	// applies and reverts the plan's patch with: Mode "inject" or "dlopen",
+	// Consistency "function" or "entry", ApplyTimeout the activation
+	// deadline. "" and 0 (and plans submitted before they existed) take
+	// the engine's defaults: inject, function, 5s.
+	Mode         string        `json:"mode,omitempty"`
+	Consistency  string        `json:"consistency,omitempty"`
+	ApplyTimeout time.Duration `json:"apply_timeout,omitempty"`
+	SubmittedBy  string        `json:"submitted_by"`
+	SubmittedAt  time.Time     `json:"submitted_at"` // set from the command time
 	// SignedBy is the trusted key (base64 ed25519 public key) that
 	// verified the module's signature at submission; "" when the leader had
 	// no trusted_keys.
