@@ -308,7 +308,7 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 			break
 		}
 		obs.PidStart = start
-		obs.Active, obs.Unmanaged, obs.Error = a.converge(ctx, target, pid, desired, blobs, known, opts, act)
+		obs.Active, obs.Unmanaged, obs.Pause, obs.Error = a.converge(ctx, target, pid, desired, blobs, known, opts, act)
 	}
 	if hadPrev && prev.Pid == obs.Pid && prev.PidStart == obs.PidStart && slices.Equal(prev.Active, obs.Active) &&
 		slices.Equal(prev.Unmanaged, obs.Unmanaged) && prev.Error == obs.Error {
@@ -373,10 +373,11 @@ func reportEqual(a, b api.ObservedRequest) bool {
 // stack (newest first, with their dependents) and applies the missing ones
 // in order; patches the cluster does not know (see knownPatches) are left
 // as they are. With act false it only looks. It returns the known active
-// patches afterwards, the unknown ones and the error, if any. A failed
+// patches afterwards, the unknown ones, the longest pause of its applies and
+// reverts, and the error, if any. A failed
 // attempt is not repeated for the same process and stack until
 // RetryBackoff has passed.
-func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob, known map[string]bool, opts map[string]PatchOptions, act bool) (active, unmanaged []string, _ string) {
+func (a *agent) converge(ctx context.Context, target string, pid int, desired []fsm.PatchRef, blobs map[string]fsm.Blob, known map[string]bool, opts map[string]PatchOptions, act bool) (active, unmanaged []string, pause time.Duration, _ string) {
 	n := a.n
 	listed := func() error {
 		list, err := n.cfg.Patcher.List(pid)
@@ -387,19 +388,19 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 		return nil
 	}
 	if err := listed(); err != nil {
-		return nil, nil, err.Error()
+		return nil, nil, 0, err.Error()
 	}
 	want := fsm.PatchIDs(desired)
 	if slices.Equal(active, want) {
 		delete(a.failed, target)
-		return active, unmanaged, ""
+		return active, unmanaged, 0, ""
 	}
 	if !act {
-		return active, unmanaged, ""
+		return active, unmanaged, 0, ""
 	}
 	key := fmt.Sprintf("%d %v", pid, want)
 	if f, ok := a.failed[target]; ok && f.key == key && time.Since(f.at) < n.cfg.RetryBackoff {
-		return active, unmanaged, f.err
+		return active, unmanaged, 0, f.err
 	}
 	k := 0
 	for k < len(active) && k < len(want) && active[k] == want[k] {
@@ -411,7 +412,9 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			continue // reverted with a dependency already
 		}
 		n.log.Info("reverting patch", "target", target, "pid", pid, "patch", active[i])
-		if err := a.revert(ctx, target, pid, active[i], opts[active[i]]); err != nil {
+		d, err := a.revert(ctx, target, pid, active[i], opts[active[i]])
+		pause = max(pause, d)
+		if err != nil {
 			opErr = fmt.Errorf("reverting %s in pid %d: %w", active[i], pid, err)
 		}
 	}
@@ -430,21 +433,23 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 			break
 		}
 		n.log.Info("applying patch", "target", target, "pid", pid, "patch", r.PatchID)
-		if err := a.apply(ctx, target, pid, path, data, opts[r.PatchID]); err != nil {
+		d, err := a.apply(ctx, target, pid, path, data, opts[r.PatchID])
+		pause = max(pause, d)
+		if err != nil {
 			opErr = fmt.Errorf("applying %s to pid %d: %w", r.PatchID, pid, err)
 		}
 	}
 	if err := listed(); err != nil {
-		return nil, nil, err.Error()
+		return nil, nil, pause, err.Error()
 	}
 	if opErr != nil {
 		n.metrics.applyErrors.Inc()
 		n.log.Warn("reconcile failed", "target", target, "pid", pid, "err", opErr)
 		a.failed[target] = failedAttempt{key: key, err: clipText(opErr.Error(), 400), at: time.Now()}
-		return active, unmanaged, a.failed[target].err
+		return active, unmanaged, pause, a.failed[target].err
 	}
 	delete(a.failed, target)
-	return active, unmanaged, ""
+	return active, unmanaged, pause, ""
 }
 
 // splitKnown splits ids, keeping their order, into those in known and the
@@ -460,34 +465,34 @@ func splitKnown(ids []string, known map[string]bool) (in, out []string) {
 	return in, out
 }
 
-// apply applies one module through the Patcher, recording the pause when
-// the Patcher measures it.
-func (a *agent) apply(ctx context.Context, target string, pid int, path string, data []byte, opts PatchOptions) error {
+// apply applies one module through the Patcher and returns the pause when
+// the Patcher measures it (recorded in the metrics too).
+func (a *agent) apply(ctx context.Context, target string, pid int, path string, data []byte, opts PatchOptions) (time.Duration, error) {
 	n := a.n
 	tp, ok := n.cfg.Patcher.(timedPatcher)
 	if !ok {
-		return n.cfg.Patcher.Apply(ctx, pid, path, data, opts)
+		return 0, n.cfg.Patcher.Apply(ctx, pid, path, data, opts)
 	}
 	d, err := tp.ApplyTimed(ctx, pid, path, data, opts)
 	if d > 0 {
 		n.metrics.observePause(n.name, target, d)
 	}
-	return err
+	return d, err
 }
 
-// revert reverts one patch through the Patcher, recording the pause when
-// the Patcher measures it.
-func (a *agent) revert(ctx context.Context, target string, pid int, id string, opts PatchOptions) error {
+// revert reverts one patch through the Patcher and returns the pause when
+// the Patcher measures it (recorded in the metrics too).
+func (a *agent) revert(ctx context.Context, target string, pid int, id string, opts PatchOptions) (time.Duration, error) {
 	n := a.n
 	tp, ok := n.cfg.Patcher.(timedPatcher)
 	if !ok {
-		return n.cfg.Patcher.Revert(ctx, pid, id, opts)
+		return 0, n.cfg.Patcher.Revert(ctx, pid, id, opts)
 	}
 	d, err := tp.RevertTimed(ctx, pid, id, opts)
 	if d > 0 {
 		n.metrics.observePause(n.name, target, d)
 	}
-	return err
+	return d, err
 }
 
 func mustList(p Patcher, pid int) []PatchStatus {

@@ -386,9 +386,37 @@ func (c *ReportObserved) apply(x *applyCtx) error {
 		if had {
 			from = observedString(c.Target, old)
 		}
-		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventObserved, From: from, To: observedString(c.Target, obs), Cause: obs.Error})
+		x.record(Event{Node: n.Name, Pair: n.Pair, Kind: EventObserved, From: from, To: observedString(c.Target, obs), Cause: obs.Error, Pause: max(c.Pause, 0)})
+	}
+	if c.Pause > 0 {
+		x.stepPauses(c, old.Active, obs.Active)
 	}
 	return nil
+}
+
+// stepPauses records the pause of a report in the steps of the plans
+// still under way on the target whose patch the report shows turned
+// active (ApplyPause) or inactive (RevertPause) on the node.
+func (x *applyCtx) stepPauses(c *ReportObserved, before, after []string) {
+	for id, p := range x.s.Plans {
+		if p.Spec.Target != c.Target || p.State.Terminal() {
+			continue
+		}
+		i := p.step(c.Node)
+		if i < 0 {
+			continue
+		}
+		was, is := slices.Contains(before, p.Spec.PatchID), slices.Contains(after, p.Spec.PatchID)
+		switch {
+		case !was && is:
+			p.Steps[i].ApplyPause = c.Pause
+		case was && !is:
+			p.Steps[i].RevertPause = c.Pause
+		default:
+			continue
+		}
+		x.s.Plans[id] = p
+	}
 }
 
 func observedString(target string, o Observed) string {

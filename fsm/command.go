@@ -403,6 +403,10 @@ type ReportObserved struct {
 	Active    []string `json:"active"`
 	Unmanaged []string `json:"unmanaged,omitempty"`
 	Error     string   `json:"error"`
+	// Pause is the longest time the engine kept the target stopped in the
+	// applies and reverts that led to this report (0: none). It goes into
+	// the observed event and the plan steps of the patches that changed.
+	Pause time.Duration `json:"pause,omitempty"`
 }
 
 // ---- plans ----

@@ -395,6 +395,12 @@ type NodeStep struct {
 	TrialPid      int       `json:"trial_pid,omitempty"`
 	TrialPidStart uint64    `json:"trial_pid_start,omitempty"`
 	RolledBack    time.Time `json:"rolled_back"` // desired set back to the pre-state
+	// ApplyPause is the longest time the engine kept the node's target
+	// stopped applying the plan's patch (the agent's report when the patch
+	// turned active); RevertPause the same for reverting it in the plan's
+	// rollback. 0 until then.
+	ApplyPause  time.Duration `json:"apply_pause,omitempty"`
+	RevertPause time.Duration `json:"revert_pause,omitempty"`
 }
 
 // Event is one transition in the history.
@@ -408,6 +414,9 @@ type Event struct {
 	From  string    `json:"from"`
 	To    string    `json:"to"`
 	Cause string    `json:"cause"`
+	// Pause is, in an observed event, the longest time the engine kept
+	// the target stopped in the applies and reverts that led to it.
+	Pause time.Duration `json:"pause,omitempty"`
 }
 
 // EventKind says what an event records.

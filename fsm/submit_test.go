@@ -53,3 +53,34 @@ func TestSubmitEngineOptions(t *testing.T) {
 		t.Errorf("old spec = %q %q %v; want the defaults (unset)", old.Mode, old.Consistency, old.ApplyTimeout)
 	}
 }
+
+// TestObservedPause: the pause a node reports with the observation that
+// shows the plan's patch turned active goes into the observed event and the
+// node's plan step; the pause of the report that shows it reverted, into
+// RevertPause.
+func TestObservedPause(t *testing.T) {
+	h := newCluster(t)
+	id := h.submit(spec(blob1, "sip-1"))
+	h.ok(&PlanPhase{Plan: id, Pair: "sip-1", Phase: PhaseStandbyApply})
+	stack, _ := h.state().PlanStack(id, "b1")
+	h.ok(&SetDesired{Node: "b1", Target: target, Patches: stack, Plan: id, Cause: "apply"})
+	h.ok(&ReportObserved{Node: "b1", Target: target, Pid: 100, Active: PatchIDs(stack), Pause: 612 * time.Microsecond})
+	s := h.state()
+	st, _ := s.Plans[id].Step("b1")
+	if st.ApplyPause != 612*time.Microsecond || st.RevertPause != 0 {
+		t.Errorf("b1 step pauses = apply %v revert %v; want 612µs and 0", st.ApplyPause, st.RevertPause)
+	}
+	if e := s.History[len(s.History)-1]; e.Kind != EventObserved || e.Node != "b1" || e.Pause != 612*time.Microsecond {
+		t.Errorf("last event = %+v; want b1's observed event with pause 612µs", e)
+	}
+	// A report with the same stack changes nothing, whatever it says.
+	h.ok(&ReportObserved{Node: "b1", Target: target, Pid: 100, Active: PatchIDs(stack), Pause: time.Second})
+	if st, _ := h.state().Plans[id].Step("b1"); st.ApplyPause != 612*time.Microsecond {
+		t.Errorf("ApplyPause after a report with no change = %v; want 612µs", st.ApplyPause)
+	}
+	h.ok(&RollbackPlan{Plan: id, Reason: "test"})
+	h.ok(&ReportObserved{Node: "b1", Target: target, Pid: 100, Pause: 498 * time.Microsecond})
+	if st, _ := h.state().Plans[id].Step("b1"); st.ApplyPause != 612*time.Microsecond || st.RevertPause != 498*time.Microsecond {
+		t.Errorf("b1 step pauses after the rollback's revert = apply %v revert %v; want 612µs and 498µs", st.ApplyPause, st.RevertPause)
+	}
+}

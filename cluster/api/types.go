@@ -139,6 +139,11 @@ type PlanNode struct {
 	LastSeen time.Time `json:"last_seen"`
 	// Unmanaged are patches active in the target that no plan knows.
 	Unmanaged []string `json:"unmanaged,omitempty"`
+	// ApplyPause is the longest time the engine kept the node's target
+	// stopped applying the plan's patch, RevertPause reverting it in a
+	// rollback (nanoseconds; 0: not measured yet).
+	ApplyPause  time.Duration `json:"apply_pause,omitempty"`
+	RevertPause time.Duration `json:"revert_pause,omitempty"`
 }
 
 // PlanDetail is GET /v1/plans/{id}.
@@ -217,6 +222,10 @@ type ObservedRequest struct {
 	Active    []string `json:"active"`
 	Unmanaged []string `json:"unmanaged,omitempty"`
 	Error     string   `json:"error"`
+	// Pause is the longest time the engine kept the target stopped in the
+	// applies and reverts this report follows (0: none since the last
+	// report).
+	Pause time.Duration `json:"pause,omitempty"`
 }
 
 // TrialFailure is an agent's report that a plan health check failed on its

@@ -264,15 +264,18 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	if p.Spec.SubmittedBy != "" {
 		fmt.Fprintf(w, "  by:       %s\n", p.Spec.SubmittedBy)
 	}
+	if e := engineOptions(p.Spec); e != "" {
+		fmt.Fprintf(w, "  engine:   %s\n", e)
+	}
 	fmt.Fprintf(w, "  state:    %s\n  phase:    %s\n", p.State, phase(p))
 	if p.Reason != "" {
 		fmt.Fprintf(w, "  reason:   %s\n", p.Reason)
 	}
 	fmt.Fprintln(w, "nodes:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTATUS\tDESIRED\tOBSERVED\tPID\tCONVERGED\tERROR")
+	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTATUS\tDESIRED\tOBSERVED\tPID\tPAUSE\tCONVERGED\tERROR")
 	for _, n := range d.Nodes {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, n.Converged, dash(n.Error))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, pauses(n), n.Converged, dash(n.Error))
 	}
 	tw.Flush()
 	if pending := pendingNodes(d); pending != "" {
@@ -290,6 +293,39 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	for _, e := range d.History {
 		fmt.Fprintf(w, "  %s\n", eventLine(e))
 	}
+}
+
+// engineOptions renders the engine options a plan sets ("" when it sets
+// none: the engine's defaults).
+func engineOptions(s fsm.PlanSpec) string {
+	var parts []string
+	if s.Mode != "" {
+		parts = append(parts, "mode "+s.Mode)
+	}
+	if s.Consistency != "" {
+		parts = append(parts, "consistency "+s.Consistency)
+	}
+	if s.ApplyTimeout > 0 {
+		parts = append(parts, "apply_timeout "+s.ApplyTimeout.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// pauses renders how long a node's target was stopped applying the plan's
+// patch, and reverting it when the plan rolled back ("-": not measured).
+func pauses(n api.PlanNode) string {
+	s := pauseString(n.ApplyPause)
+	if n.RevertPause > 0 {
+		s += " (revert " + pauseString(n.RevertPause) + ")"
+	}
+	return s
+}
+
+func pauseString(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
 }
 
 // pendingNodes names the nodes a rolling-back (or failed) plan still waits
@@ -324,6 +360,9 @@ func eventLine(e fsm.Event) string {
 		fmt.Fprintf(&b, " %s -> %s", e.From, e.To)
 	case e.To != "":
 		fmt.Fprintf(&b, " %s", e.To)
+	}
+	if e.Pause > 0 {
+		fmt.Fprintf(&b, " paused %s", pauseString(e.Pause))
 	}
 	if e.Cause != "" {
 		fmt.Fprintf(&b, " (%s)", e.Cause)
