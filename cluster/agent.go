@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,7 +24,7 @@ type agent struct {
 	n      *Node
 	client *api.Client // this node's own API: writes are forwarded to the leader
 
-	failed     map[string]failedAttempt // target -> the last failed attempt
+	failed     map[string]failedAttempt // "target pid" -> the last failed attempt
 	lastReport map[string]sentReport    // target -> the last observation sent
 	lastReg    time.Time
 	lastGC     time.Time
@@ -78,17 +80,19 @@ func (n *Node) agentLoop() {
 func (a *agent) logRecords() {
 	n := a.n
 	for _, name := range targetNames(n.cfg.Node) {
-		pid, err := findProcess(n.cfg.ProcRoot, n.cfg.Node.Targets[name])
+		pids, err := findProcesses(n.cfg.ProcRoot, n.cfg.Node.Targets[name])
 		if err != nil {
 			n.log.Info("target at start", "target", name, "err", err)
 			continue
 		}
-		list, err := n.cfg.Patcher.List(pid)
-		if err != nil {
-			n.log.Warn("target at start: listing its patches", "target", name, "pid", pid, "err", err)
-			continue
+		for _, pid := range pids {
+			list, err := n.cfg.Patcher.List(pid)
+			if err != nil {
+				n.log.Warn("target at start: listing its patches", "target", name, "pid", pid, "err", err)
+				continue
+			}
+			n.log.Info("target at start", "target", name, "pid", pid, "active", activeIDs(list))
 		}
-		n.log.Info("target at start", "target", name, "pid", pid, "active", activeIDs(list))
 	}
 }
 
@@ -294,24 +298,39 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 		prev, hadPrev = s.Observed[n.name][target]
 	})
 	obs := api.ObservedRequest{Node: n.name, Target: target}
-	pid, err := findProcess(n.cfg.ProcRoot, n.cfg.Node.Targets[target])
+	t := n.cfg.Node.Targets[target]
+	pids, err := findProcesses(n.cfg.ProcRoot, t)
 	switch {
 	case errors.Is(err, ErrNoProcess):
 		// Nothing to patch; a process started later is patched then.
 	case err != nil:
 		obs.Error = err.Error()
 	default:
-		obs.Pid = pid
-		start, err := processStart(n.cfg.ProcRoot, pid)
-		if err != nil {
-			obs.Error = err.Error()
-			break
+		// Every process is brought to the desired stack (match: all has
+		// several; one failing does not stop the others).
+		var procs []fsm.ObservedProcess
+		for _, pid := range pids {
+			p := fsm.ObservedProcess{Pid: pid}
+			start, err := processStart(n.cfg.ProcRoot, pid)
+			if err != nil {
+				p.Error = err.Error()
+			} else {
+				var pause time.Duration
+				p.PidStart = start
+				p.Active, p.Unmanaged, pause, p.Error = a.converge(ctx, target, pid, desired, blobs, known, opts, act)
+				obs.Pause = max(obs.Pause, pause)
+			}
+			procs = append(procs, p)
 		}
-		obs.PidStart = start
-		obs.Active, obs.Unmanaged, obs.Pause, obs.Error = a.converge(ctx, target, pid, desired, blobs, known, opts, act)
+		a.forgetFailures(target, pids)
+		first := representative(procs, fsm.PatchIDs(desired))
+		obs.Pid, obs.PidStart, obs.Active, obs.Unmanaged, obs.Error = first.Pid, first.PidStart, first.Active, first.Unmanaged, first.Error
+		if t.All() {
+			obs.Processes = procs
+		}
 	}
 	if hadPrev && prev.Pid == obs.Pid && prev.PidStart == obs.PidStart && slices.Equal(prev.Active, obs.Active) &&
-		slices.Equal(prev.Unmanaged, obs.Unmanaged) && prev.Error == obs.Error {
+		slices.Equal(prev.Unmanaged, obs.Unmanaged) && prev.Error == obs.Error && sameProcesses(prev.Processes, obs.Processes) {
 		return true // the cluster knows
 	}
 	if r, ok := a.lastReport[target]; ok && time.Since(r.at) < time.Second && reportEqual(r.obs, obs) {
@@ -366,7 +385,46 @@ func patchOptions(s *fsm.State, node, target string) map[string]PatchOptions {
 
 func reportEqual(a, b api.ObservedRequest) bool {
 	return a.Pid == b.Pid && a.PidStart == b.PidStart && slices.Equal(a.Active, b.Active) &&
-		slices.Equal(a.Unmanaged, b.Unmanaged) && a.Error == b.Error
+		slices.Equal(a.Unmanaged, b.Unmanaged) && a.Error == b.Error && sameProcesses(a.Processes, b.Processes)
+}
+
+// sameProcesses reports whether two observations of a match: all target
+// saw the same processes in the same states.
+func sameProcesses(a, b []fsm.ObservedProcess) bool {
+	return slices.EqualFunc(a, b, func(p, q fsm.ObservedProcess) bool {
+		return p.Pid == q.Pid && p.PidStart == q.PidStart && slices.Equal(p.Active, q.Active) &&
+			slices.Equal(p.Unmanaged, q.Unmanaged) && p.Error == q.Error
+	})
+}
+
+// representative is the process a target's observation names (Pid,
+// Active, Error): the first that does not run the desired stack or has an
+// error, else the first. So the observed stack equals the desired one
+// only when every process runs it, and a rollback is confirmed only when
+// every process is back.
+func representative(procs []fsm.ObservedProcess, want []string) fsm.ObservedProcess {
+	for _, p := range procs {
+		if p.Error != "" || !slices.Equal(p.Active, want) {
+			return p
+		}
+	}
+	return procs[0]
+}
+
+// forgetFailures drops the failed attempts of target's processes that are
+// gone.
+func (a *agent) forgetFailures(target string, pids []int) {
+	for k := range a.failed {
+		name, pid, ok := strings.Cut(k, " ")
+		if ok && name == target && !slices.Contains(pids, atoi(pid)) {
+			delete(a.failed, k)
+		}
+	}
+}
+
+func atoi(s string) int {
+	v, _ := strconv.Atoi(s)
+	return v
 }
 
 // converge reverts the known active patches that are not in the desired
@@ -390,16 +448,17 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 	if err := listed(); err != nil {
 		return nil, nil, 0, err.Error()
 	}
+	fkey := fmt.Sprintf("%s %d", target, pid)
 	want := fsm.PatchIDs(desired)
 	if slices.Equal(active, want) {
-		delete(a.failed, target)
+		delete(a.failed, fkey)
 		return active, unmanaged, 0, ""
 	}
 	if !act {
 		return active, unmanaged, 0, ""
 	}
 	key := fmt.Sprintf("%d %v", pid, want)
-	if f, ok := a.failed[target]; ok && f.key == key && time.Since(f.at) < n.cfg.RetryBackoff {
+	if f, ok := a.failed[fkey]; ok && f.key == key && time.Since(f.at) < n.cfg.RetryBackoff {
 		return active, unmanaged, 0, f.err
 	}
 	k := 0
@@ -445,10 +504,10 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 	if opErr != nil {
 		n.metrics.applyErrors.Inc()
 		n.log.Warn("reconcile failed", "target", target, "pid", pid, "err", opErr)
-		a.failed[target] = failedAttempt{key: key, err: clipText(opErr.Error(), 400), at: time.Now()}
-		return active, unmanaged, pause, a.failed[target].err
+		a.failed[fkey] = failedAttempt{key: key, err: clipText(opErr.Error(), 400), at: time.Now()}
+		return active, unmanaged, pause, a.failed[fkey].err
 	}
-	delete(a.failed, target)
+	delete(a.failed, fkey)
 	return active, unmanaged, pause, ""
 }
 

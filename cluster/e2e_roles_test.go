@@ -21,6 +21,7 @@ type lpdSpec struct {
 	name, pair, role string
 	server           bool
 	yaml             string // more lines of lpd.yaml
+	targets          string // more lines under targets: (indented two spaces)
 	service          bool   // the target is the patchable test service, not a sleeper
 }
 
@@ -61,7 +62,7 @@ func startLPDs(t testing.TB, specs []lpdSpec, args ...string) *e2eCluster {
 			} else {
 				startSleeper(t, pidfile)
 			}
-			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, pidfile)
+			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n%s", s.pair, pidfile, s.targets)
 		}
 		b.WriteString(strings.ReplaceAll(s.yaml, "DIR", c.dir))
 		p.config = filepath.Join(c.dir, s.name+".yaml")

@@ -288,17 +288,20 @@ func (c *e2eCluster) ctl(node string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// writePlan writes a plan file next to a copy of the patch module.
+// writePlan writes a plan file next to copies of the patch modules
+// (fix.so, and the C++ fixcxx.so).
 func (c *e2eCluster) writePlan(name, body string) string {
 	c.t.Helper()
 	dir := filepath.Join(c.dir, "plans")
 	os.MkdirAll(dir, 0o700)
-	mod, err := os.ReadFile(built.fix)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "fix.so"), mod, 0o600); err != nil {
-		c.t.Fatal(err)
+	for file, src := range map[string]string{"fix.so": built.fix, "fixcxx.so": built.cxx} {
+		mod, err := os.ReadFile(src)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), mod, 0o600); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {

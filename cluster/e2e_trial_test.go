@@ -15,7 +15,13 @@ import (
 // submitPlan submits a plan file through lpctl on node w and returns its id.
 func (c *e2eCluster) submitPlan(t *testing.T, name, body string) string {
 	t.Helper()
-	out, errOut, code := c.ctl("w", "plan", "submit", c.writePlan(name, body))
+	return c.submitPlanOn(t, "w", name, body)
+}
+
+// submitPlanOn submits a plan file through lpctl on node and returns its id.
+func (c *e2eCluster) submitPlanOn(t *testing.T, node, name, body string) string {
+	t.Helper()
+	out, errOut, code := c.ctl(node, "plan", "submit", c.writePlan(name, body))
 	if code != 0 {
 		t.Fatalf("plan submit %s: exit %d; stderr %q", name, code, errOut)
 	}

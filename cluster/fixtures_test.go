@@ -106,13 +106,20 @@ func startService(t testing.TB, dir, name string) *service {
 func spawnService(t testing.TB, dir, name string) *service {
 	t.Helper()
 	buildFixtures(t)
+	return spawnServiceOf(t, built.svc, dir, name)
+}
+
+// spawnServiceOf is spawnService running the svc binary at bin (a copy of
+// built.svc, so that a target can match it by exe).
+func spawnServiceOf(t testing.TB, bin, dir, name string) *service {
+	t.Helper()
 	s := &service{out: filepath.Join(dir, name+".out"), pidfile: filepath.Join(dir, name+".pid")}
 	f, err := os.Create(s.out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	s.cmd = exec.Command(built.svc)
+	s.cmd = exec.Command(bin)
 	s.cmd.Stdout = f
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("starting svc: %v", err)

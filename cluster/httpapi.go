@@ -397,7 +397,7 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 			Converged:  s.NodeConverged(st.Node, target),
 			AtPreState: slices.Equal(desired, pre) && slices.Equal(obs.Active, pre),
 			LastSeen:   decide.LastSeen(nd), Unmanaged: slices.Clone(obs.Unmanaged),
-			ApplyPause: st.ApplyPause, RevertPause: st.RevertPause,
+			ApplyPause: st.ApplyPause, RevertPause: st.RevertPause, Processes: slices.Clone(obs.Processes),
 		})
 		last := &d.Nodes[len(d.Nodes)-1]
 		last.Pending = registered && !last.AtPreState && (p.State == fsm.PlanRollingBack || p.State == fsm.PlanFailed && !p.RollbackStarted.IsZero())
@@ -904,7 +904,7 @@ func (n *Node) handleObserved(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := n.apply(&fsm.ReportObserved{Node: req.Node, Target: req.Target, Pid: req.Pid, PidStart: req.PidStart,
-		Active: req.Active, Unmanaged: req.Unmanaged, Error: req.Error, Pause: req.Pause})
+		Active: req.Active, Unmanaged: req.Unmanaged, Error: req.Error, Pause: req.Pause, Processes: req.Processes})
 	if err != nil {
 		writeErr(w, err)
 		return

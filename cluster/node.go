@@ -529,11 +529,14 @@ func (n *Node) checkSpec(name, exec, tcp, http, process string, interval, timeou
 		Interval: interval, Timeout: timeout, Failures: failures, Successes: successes}
 	if process != "" {
 		t, ok := n.cfg.Node.Targets[process]
-		s.Process = func() (int, error) {
-			if !ok {
-				return 0, fmt.Errorf("node has no target %s", process)
-			}
-			return findProcess(n.cfg.ProcRoot, t)
+		switch {
+		case !ok:
+			s.Process = func() (int, error) { return 0, fmt.Errorf("node has no target %s", process) }
+		case t.All():
+			// Every matching process is pinned: one of them exiting fails the check.
+			s.Processes = func() ([]int, error) { return findProcesses(n.cfg.ProcRoot, t) }
+		default:
+			s.Process = func() (int, error) { return findProcess(n.cfg.ProcRoot, t) }
 		}
 	}
 	return s

@@ -12,6 +12,45 @@ import (
 	"lp/config"
 )
 
+// findProcesses returns the pids, sorted, of the processes target t names:
+// with match: all every process its exe or comm matches (ErrNoProcess when
+// none does), else the one findProcess finds.
+func findProcesses(procRoot string, t config.Target) ([]int, error) {
+	if !t.All() || t.PIDFile != "" {
+		pid, err := findProcess(procRoot, t)
+		if err != nil {
+			return nil, err
+		}
+		return []int{pid}, nil
+	}
+	pids, what, err := scanTarget(procRoot, t)
+	if err != nil {
+		return nil, err
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("%s: %w", what, ErrNoProcess)
+	}
+	return pids, nil
+}
+
+// scanTarget returns the pids of the running processes whose exe or comm
+// is t's, and what t matches on ("comm sipd") for messages.
+func scanTarget(procRoot string, t config.Target) ([]int, string, error) {
+	pids, err := scanProcs(procRoot, func(dir string) bool {
+		if t.Exe != "" {
+			exe, err := os.Readlink(filepath.Join(dir, "exe"))
+			return err == nil && exe == t.Exe
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "comm"))
+		return err == nil && strings.TrimRight(string(b), "\n") == t.Comm
+	})
+	what := "exe " + t.Exe
+	if t.Exe == "" {
+		what = "comm " + t.Comm
+	}
+	return pids, what, err
+}
+
 // findProcess returns the pid of the process that target t names, or
 // ErrNoProcess. Only the three ways of config.Target are used: a pidfile, the
 // executable path (readlink /proc/PID/exe) or the command name
@@ -35,20 +74,9 @@ func findProcess(procRoot string, t config.Target) (int, error) {
 		}
 		return pid, nil
 	case t.Exe != "", t.Comm != "":
-		pids, err := scanProcs(procRoot, func(dir string) bool {
-			if t.Exe != "" {
-				exe, err := os.Readlink(filepath.Join(dir, "exe"))
-				return err == nil && exe == t.Exe
-			}
-			b, err := os.ReadFile(filepath.Join(dir, "comm"))
-			return err == nil && strings.TrimRight(string(b), "\n") == t.Comm
-		})
+		pids, what, err := scanTarget(procRoot, t)
 		if err != nil {
 			return 0, err
-		}
-		what := "exe " + t.Exe
-		if t.Exe == "" {
-			what = "comm " + t.Comm
 		}
 		switch len(pids) {
 		case 0:
@@ -56,7 +84,7 @@ func findProcess(procRoot string, t config.Target) (int, error) {
 		case 1:
 			return pids[0], nil
 		default:
-			return 0, fmt.Errorf("%s: %d processes match (pids %v); use a pidfile", what, len(pids), pids)
+			return 0, fmt.Errorf("%s: %d processes match (pids %v); use a pidfile, or match: all to patch every one", what, len(pids), pids)
 		}
 	}
 	return 0, fmt.Errorf("target has no pidfile, exe or comm: %w", ErrNoProcess)

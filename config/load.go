@@ -92,6 +92,7 @@ func parseNode(d *decoder, data []byte, filename string) (*Node, error) {
 					{"pidfile", str(&t.PIDFile, "a file name")},
 					{"exe", str(&t.Exe, "an absolute path")},
 					{"comm", str(&t.Comm, "a process name")},
+					{"match", str(&t.Match, "one or all")},
 				})
 				targets[name] = t
 				return err

@@ -98,13 +98,24 @@ type Ports struct {
 	Gossip int // gossip: memberlist, TCP and UDP; default 7072
 }
 
-// Target says how to find one process to patch: exactly one of PIDFile, Exe
-// or Comm.
+// Target says how to find the process to patch: exactly one of PIDFile, Exe
+// or Comm, and whether exactly one process must match or every matching one
+// is patched.
 type Target struct {
 	PIDFile string // pidfile: file holding the pid
 	Exe     string // exe: absolute path, compared with /proc/PID/exe
 	Comm    string // comm: process name as in /proc/PID/comm (at most 15 bytes)
+	Match   string // match: MatchOne ("" reads as one) or MatchAll (exe or comm only)
 }
+
+// How many processes a target names (Target.Match).
+const (
+	MatchOne = "one" // exactly one process must match (the default)
+	MatchAll = "all" // every matching process is patched
+)
+
+// All reports whether every matching process of the target is patched.
+func (t Target) All() bool { return t.Match == MatchAll }
 
 // TLS holds certificate paths; all three or none.
 type TLS struct {
@@ -413,6 +424,15 @@ func (n *Node) validateTargets() error {
 		}
 		if len(t.Comm) > maxTargetComm {
 			return invalid(f+".comm", fmt.Sprintf("%q is %d bytes; the kernel keeps at most %d", t.Comm, len(t.Comm), maxTargetComm))
+		}
+		switch t.Match {
+		case "", MatchOne:
+		case MatchAll:
+			if t.PIDFile != "" {
+				return invalid(f+".match", "all needs exe or comm: a pidfile names one process")
+			}
+		default:
+			return invalid(f+".match", fmt.Sprintf("want one or all, got %q", t.Match))
 		}
 	}
 	return nil

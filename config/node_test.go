@@ -324,6 +324,9 @@ func TestParseNodeErrors(t *testing.T) {
 		{"target two ways", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd: {comm: sipd, exe: /usr/sbin/sipd}\n", 5, "targets.sipd", ErrInvalid, "want exactly one of pidfile, exe, comm; got 2"},
 		{"target no way", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd:\n", 5, "targets.sipd", ErrInvalid, "got 0"},
 		{"target bad name", "node: a1\npair: p1\nrole: active\ntargets:\n  sip d: {comm: x}\n", 5, "targets.sip d", ErrInvalid, "not a valid target name"},
+		{"target match unknown", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd: {comm: sipd, match: many}\n", 5, "targets.sipd.match", ErrInvalid, `want one or all, got "many"`},
+		{"target match all with pidfile", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd:\n    pidfile: /run/sipd.pid\n    match: all\n", 7, "targets.sipd.match", ErrInvalid, "all needs exe or comm: a pidfile names one process"},
+		{"target match a list", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd: {comm: sipd, match: [all]}\n", 5, "targets.sipd.match", ErrType, "want one or all, got a list"},
 		{"target exe relative", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd:\n    exe: sbin/sipd\n", 6, "targets.sipd.exe", ErrInvalid, "want an absolute path"},
 		{"target comm too long", "node: a1\npair: p1\nrole: active\ntargets:\n  sipd:\n    comm: a-very-long-process-name\n", 6, "targets.sipd.comm", ErrInvalid, "at most 15"},
 		{"check none", minimalNode + "health:\n  - name: x\n", 6, "health[0]", ErrInvalid, "want exactly one of exec, tcp, http, process; got none"},
@@ -404,6 +407,29 @@ func TestParseNodeSecurityKeys(t *testing.T) {
 		minimalNode + "bind: 192.0.2.7\ntls: {ca: ca.pem, cert: a1.pem, key: a1-key.pem}\n"} {
 		if _, err := ParseNode([]byte(y), "/etc/lp/lpd.yaml"); err != nil {
 			t.Errorf("ParseNode(%q) error: %v; want nil", y, err)
+		}
+	}
+}
+
+func TestTargetMatch(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want Target
+		all  bool
+	}{
+		{"sipd: {comm: sipd}", Target{Comm: "sipd"}, false},
+		{"sipd: {comm: sipd, match: one}", Target{Comm: "sipd", Match: MatchOne}, false},
+		{"sipd: {comm: sipd, match: all}", Target{Comm: "sipd", Match: MatchAll}, true},
+		{"sipd: {exe: /usr/sbin/sipd, match: all}", Target{Exe: "/usr/sbin/sipd", Match: MatchAll}, true},
+		{"sipd: {pidfile: /run/sipd.pid, match: one}", Target{PIDFile: "/run/sipd.pid", Match: MatchOne}, false},
+	} {
+		n, err := ParseNode([]byte("node: a1\npair: p1\nrole: active\ntargets:\n  "+tt.yaml+"\n"), "/etc/lpd.yaml")
+		if err != nil {
+			t.Errorf("ParseNode(%s): %v; want nil", tt.yaml, err)
+			continue
+		}
+		if got := n.Targets["sipd"]; got != tt.want || got.All() != tt.all {
+			t.Errorf("ParseNode(%s) target = %+v (all %v); want %+v (all %v)", tt.yaml, got, got.All(), tt.want, tt.all)
 		}
 	}
 }

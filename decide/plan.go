@@ -174,6 +174,23 @@ func replaced(p fsm.Plan, st fsm.NodeStep, obs fsm.Observed) string {
 	if !p.Phase.Trial() || st.Node != p.PhaseNode() || st.TrialPid == 0 || obs.Pid == 0 {
 		return ""
 	}
+	if len(st.TrialProcesses) > 0 {
+		// match: all: every process the trial started with must still run.
+		now := make(map[int]uint64, len(obs.Processes))
+		for _, q := range obs.Processes {
+			now[q.Pid] = q.PidStart
+		}
+		for _, q := range st.TrialProcesses {
+			start, ok := now[q.Pid]
+			switch {
+			case !ok:
+				return fmt.Sprintf("lost a process: pid %d exited (now pids %v)", q.Pid, observedPids(obs))
+			case q.PidStart != 0 && start != 0 && start != q.PidStart:
+				return fmt.Sprintf("was replaced: pid %d (started at tick %d) -> pid %d (started at tick %d)", q.Pid, q.PidStart, q.Pid, start)
+			}
+		}
+		return ""
+	}
 	switch {
 	case obs.Pid != st.TrialPid:
 		return fmt.Sprintf("was replaced: pid %d -> pid %d", st.TrialPid, obs.Pid)
@@ -182,6 +199,15 @@ func replaced(p fsm.Plan, st fsm.NodeStep, obs fsm.Observed) string {
 			st.TrialPid, st.TrialPidStart, obs.Pid, obs.PidStart)
 	}
 	return ""
+}
+
+// observedPids returns the pids of a match: all observation.
+func observedPids(obs fsm.Observed) []int {
+	pids := make([]int, len(obs.Processes))
+	for i, q := range obs.Processes {
+		pids[i] = q.Pid
+	}
+	return pids
 }
 
 // lost says why node n counts as lost for a plan ("" if it does not): dead,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -375,13 +376,23 @@ func (c *ReportObserved) apply(x *applyCtx) error {
 	if len(c.Unmanaged) > 0 {
 		obs.Unmanaged = slices.Clone(c.Unmanaged)
 	}
+	for _, p := range c.Processes {
+		q := ObservedProcess{Pid: p.Pid, PidStart: p.PidStart, Error: clip(p.Error, maxText)}
+		if len(p.Active) > 0 {
+			q.Active = slices.Clone(p.Active)
+		}
+		if len(p.Unmanaged) > 0 {
+			q.Unmanaged = slices.Clone(p.Unmanaged)
+		}
+		obs.Processes = append(obs.Processes, q)
+	}
 	old, had := s.Observed[c.Node][c.Target]
 	if s.Observed[c.Node] == nil {
 		s.Observed[c.Node] = map[string]Observed{}
 	}
 	s.Observed[c.Node][c.Target] = obs
 	if !had || old.Pid != obs.Pid || old.PidStart != obs.PidStart || !slices.Equal(old.Active, obs.Active) ||
-		!slices.Equal(old.Unmanaged, obs.Unmanaged) || old.Error != obs.Error {
+		!slices.Equal(old.Unmanaged, obs.Unmanaged) || old.Error != obs.Error || !sameProcesses(old.Processes, obs.Processes) {
 		from := ""
 		if had {
 			from = observedString(c.Target, old)
@@ -424,5 +435,21 @@ func observedString(target string, o Observed) string {
 	if len(o.Unmanaged) > 0 {
 		s += " unmanaged=" + strings.Join(o.Unmanaged, ",")
 	}
+	if len(o.Processes) > 0 {
+		pids := make([]string, len(o.Processes))
+		for i, p := range o.Processes {
+			pids[i] = strconv.Itoa(p.Pid)
+		}
+		s += " pids=" + strings.Join(pids, ",")
+	}
 	return s
+}
+
+// sameProcesses reports whether two observations of a match: all target
+// saw the same processes in the same states.
+func sameProcesses(a, b []ObservedProcess) bool {
+	return slices.EqualFunc(a, b, func(p, q ObservedProcess) bool {
+		return p.Pid == q.Pid && p.PidStart == q.PidStart && slices.Equal(p.Active, q.Active) &&
+			slices.Equal(p.Unmanaged, q.Unmanaged) && p.Error == q.Error
+	})
 }

@@ -316,6 +316,10 @@ func (x *applyCtx) trialsStarted(p *Plan) {
 			p.Steps[i].TrialStarted = x.at
 			obs := x.s.Observed[n][p.Spec.Target]
 			p.Steps[i].TrialPid, p.Steps[i].TrialPidStart = obs.Pid, obs.PidStart
+			p.Steps[i].TrialProcesses = nil
+			for _, q := range obs.Processes {
+				p.Steps[i].TrialProcesses = append(p.Steps[i].TrialProcesses, ProcessRef{Pid: q.Pid, PidStart: q.PidStart})
+			}
 		}
 	}
 }

@@ -407,7 +407,13 @@ type ReportObserved struct {
 	// applies and reverts that led to this report (0: none). It goes into
 	// the observed event and the plan steps of the patches that changed.
 	Pause time.Duration `json:"pause,omitempty"`
+	// Processes: every matching process of a target with match: all, by
+	// pid (see Observed.Processes); at most MaxProcesses.
+	Processes []ObservedProcess `json:"processes,omitempty"`
 }
+
+// MaxProcesses bounds the processes of one observation.
+const MaxProcesses = 1024
 
 // ---- plans ----
 
@@ -716,6 +722,22 @@ func (c *ReportObserved) validate() error {
 	for _, id := range c.Active {
 		if err := checkName("patch id", id); err != nil {
 			return err
+		}
+	}
+	if len(c.Processes) > MaxProcesses {
+		return refuse(ErrInvalid, "node %s target %s: %d processes; at most %d", c.Node, c.Target, len(c.Processes), MaxProcesses)
+	}
+	for i, p := range c.Processes {
+		if p.Pid <= 0 {
+			return refuse(ErrInvalid, "node %s target %s: process pid %d is not positive", c.Node, c.Target, p.Pid)
+		}
+		if i > 0 && p.Pid <= c.Processes[i-1].Pid {
+			return refuse(ErrInvalid, "node %s target %s: processes are not sorted by pid", c.Node, c.Target)
+		}
+		for _, id := range p.Active {
+			if err := checkName("patch id", id); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -291,6 +291,27 @@ type Observed struct {
 	Unmanaged []string  `json:"unmanaged,omitempty"`
 	Error     string    `json:"error"` // the last reconcile error, "" if none
 	At        time.Time `json:"at"`
+	// Processes are, for a target with match: all, every matching process
+	// by pid; Pid, PidStart, Active and Unmanaged above are then those of
+	// the first process that does not run the desired stack (or has an
+	// error), else of the first process: Active equals the desired stack
+	// only when every process runs it. Empty for match: one.
+	Processes []ObservedProcess `json:"processes,omitempty"`
+}
+
+// ObservedProcess is one process of a target with match: all.
+type ObservedProcess struct {
+	Pid       int      `json:"pid"`
+	PidStart  uint64   `json:"pid_start,omitempty"`
+	Active    []string `json:"active"`
+	Unmanaged []string `json:"unmanaged,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// ProcessRef names one process: a pid and its start time.
+type ProcessRef struct {
+	Pid      int    `json:"pid"`
+	PidStart uint64 `json:"pid_start,omitempty"`
 }
 
 // CheckSpec is a plan health check: exactly one of Exec, TCP, HTTP or
@@ -392,9 +413,12 @@ type NodeStep struct {
 	// watches: the node's observed target process when the trial started
 	// (see Observed.PidStart). Another pid, or the same pid with another
 	// start time, fails the trial.
-	TrialPid      int       `json:"trial_pid,omitempty"`
-	TrialPidStart uint64    `json:"trial_pid_start,omitempty"`
-	RolledBack    time.Time `json:"rolled_back"` // desired set back to the pre-state
+	TrialPid      int    `json:"trial_pid,omitempty"`
+	TrialPidStart uint64 `json:"trial_pid_start,omitempty"`
+	// TrialProcesses are, for a target with match: all, every process the
+	// trial watches: one of them gone, or replaced, fails the trial.
+	TrialProcesses []ProcessRef `json:"trial_processes,omitempty"`
+	RolledBack     time.Time    `json:"rolled_back"` // desired set back to the pre-state
 	// ApplyPause is the longest time the engine kept the node's target
 	// stopped applying the plan's patch (the agent's report when the patch
 	// turned active); RevertPause the same for reverting it in the plan's
@@ -476,6 +500,14 @@ func (s *State) Clone() *State {
 		for t, o := range byTarget {
 			o.Active = slices.Clone(o.Active)
 			o.Unmanaged = slices.Clone(o.Unmanaged)
+			if o.Processes != nil {
+				ps := make([]ObservedProcess, len(o.Processes))
+				for i, q := range o.Processes {
+					q.Active, q.Unmanaged = slices.Clone(q.Active), slices.Clone(q.Unmanaged)
+					ps[i] = q
+				}
+				o.Processes = ps
+			}
 			m[t] = o
 		}
 		c.Observed[k] = m
@@ -492,6 +524,9 @@ func (p Plan) clone() Plan {
 	p.Spec.Pairs = slices.Clone(p.Spec.Pairs)
 	p.Spec.Health = slices.Clone(p.Spec.Health)
 	p.Steps = slices.Clone(p.Steps)
+	for i := range p.Steps {
+		p.Steps[i].TrialProcesses = slices.Clone(p.Steps[i].TrialProcesses)
+	}
 	if p.PreState != nil {
 		pre := make(map[string][]PatchRef, len(p.PreState))
 		for k, v := range p.PreState {

@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,4 +85,38 @@ func TestObservedPause(t *testing.T) {
 	if st, _ := h.state().Plans[id].Step("b1"); st.ApplyPause != 612*time.Microsecond || st.RevertPause != 498*time.Microsecond {
 		t.Errorf("b1 step pauses after the rollback's revert = apply %v revert %v; want 612µs and 498µs", st.ApplyPause, st.RevertPause)
 	}
+}
+
+// TestObservedProcesses: a match: all observation keeps every process, a
+// change in any of them is an observed event, the trial records every
+// process it watches, and a malformed list is refused.
+func TestObservedProcesses(t *testing.T) {
+	h := newCluster(t)
+	id := h.submit(spec(blob1, "sip-1"))
+	h.ok(&PlanPhase{Plan: id, Pair: "sip-1", Phase: PhaseStandbyApply})
+	stack, _ := h.state().PlanStack(id, "b1")
+	h.ok(&SetDesired{Node: "b1", Target: target, Patches: stack, Plan: id, Cause: "apply"})
+	ids := PatchIDs(stack)
+	procs := []ObservedProcess{{Pid: 100, PidStart: 7, Active: ids}, {Pid: 101, PidStart: 8}}
+	h.ok(&ReportObserved{Node: "b1", Target: target, Pid: 101, PidStart: 8, Processes: procs})
+	if h.state().NodeConverged("b1", target) {
+		t.Errorf("b1 converged with one of two processes unpatched; want not")
+	}
+	n := len(h.state().History)
+	procs[1].Active = ids
+	h.ok(&ReportObserved{Node: "b1", Target: target, Pid: 100, PidStart: 7, Active: ids, Processes: procs})
+	s := h.state()
+	if e := s.History[len(s.History)-1]; len(s.History) != n+1 || e.Kind != EventObserved || !strings.HasSuffix(e.To, " pids=100,101") {
+		t.Errorf("history after the second process turned patched: last %+v (%d new); want one observed event naming pids=100,101", e, len(s.History)-n)
+	}
+	if !s.NodeConverged("b1", target) {
+		t.Errorf("b1 not converged with both processes patched")
+	}
+	h.ok(&PlanPhase{Plan: id, Pair: "sip-1", Phase: PhaseStandbyTrial})
+	st, _ := h.state().Plans[id].Step("b1")
+	if want := []ProcessRef{{100, 7}, {101, 8}}; !slices.Equal(st.TrialProcesses, want) {
+		t.Errorf("TrialProcesses = %v; want %v", st.TrialProcesses, want)
+	}
+	h.refused(&ReportObserved{Node: "b1", Target: target, Pid: 100, Processes: []ObservedProcess{{Pid: 101}, {Pid: 100}}}, ErrInvalid, "not sorted by pid")
+	h.refused(&ReportObserved{Node: "b1", Target: target, Pid: 100, Processes: []ObservedProcess{{Pid: 0}}}, ErrInvalid, "not positive")
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,11 @@ type CheckSpec struct {
 	// Checker.Reset). It is called on the check's goroutine and must return
 	// promptly (read a pidfile, scan /proc); the Timeout does not bound it.
 	Process func() (int, error)
+	// Processes is Process for a target of several processes (match: all):
+	// the first successful resolution pins every process it returns, and
+	// the check is healthy while each of them runs. At most one of
+	// Process and Processes is set.
+	Processes func() ([]int, error)
 
 	// Zero fields take config.DefaultCheck's values (WithDefaults).
 	Interval  time.Duration // between runs; 0 means 1s
@@ -69,6 +75,9 @@ func (s CheckSpec) Kind() string {
 		kinds = append(kinds, KindHTTP)
 	}
 	if s.Process != nil {
+		kinds = append(kinds, KindProcess)
+	}
+	if s.Processes != nil {
 		kinds = append(kinds, KindProcess)
 	}
 	if len(kinds) != 1 {
@@ -155,7 +164,7 @@ type result struct {
 type prober struct {
 	spec   CheckSpec
 	client *http.Client // http checks
-	pin    *pinned      // process checks
+	pins   []*pinned    // process checks: the processes pinned
 }
 
 func newProber(s CheckSpec) *prober {
@@ -170,10 +179,7 @@ func newProber(s CheckSpec) *prober {
 }
 
 func (p *prober) close() {
-	if p.pin != nil {
-		p.pin.close()
-		p.pin = nil
-	}
+	p.unpin()
 	if p.client != nil {
 		p.client.CloseIdleConnections()
 	}
@@ -268,58 +274,116 @@ type pinned struct {
 
 func (p *pinned) close() { _ = unix.Close(p.fd) }
 
-// runProcess pins the process on the first successful resolution, then
-// reports whether that process is still running (its pidfd is not readable).
+// unpin closes the pidfds of the pinned processes.
+func (p *prober) unpin() {
+	for _, q := range p.pins {
+		q.close()
+	}
+	p.pins = nil
+}
+
+// pinnedPids returns the pids of the pinned processes.
+func (p *prober) pinnedPids() []int {
+	pids := make([]int, len(p.pins))
+	for i, q := range p.pins {
+		pids[i] = q.pid
+	}
+	return pids
+}
+
+// resolve returns the pids the check's Process or Processes names.
+func (p *prober) resolve() ([]int, error) {
+	if p.spec.Processes != nil {
+		return p.spec.Processes()
+	}
+	pid, err := p.spec.Process()
+	if err != nil {
+		return nil, err
+	}
+	return []int{pid}, nil
+}
+
+// runProcess pins the processes on the first successful resolution, then
+// reports whether each is still running (its pidfd is not readable).
 func (p *prober) runProcess() (bool, string) {
-	if p.pin == nil {
-		pin, err := pinProcess(p.spec.Process)
+	if p.pins == nil {
+		pins, err := pinProcesses(p.resolve)
 		if err != nil {
 			return false, clip(err.Error())
 		}
-		p.pin = pin
+		p.pins = pins
 	}
-	if !p.pin.exited {
-		fds := []unix.PollFd{{Fd: int32(p.pin.fd), Events: unix.POLLIN}}
+	for _, q := range p.pins {
+		if q.exited {
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(q.fd), Events: unix.POLLIN}}
 		n, err := unix.Poll(fds, 0)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			return false, clip(fmt.Sprintf("polling pidfd of pid %d: %v", p.pin.pid, err))
+			return false, clip(fmt.Sprintf("polling pidfd of pid %d: %v", q.pid, err))
 		}
 		if n > 0 && fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0 {
-			p.pin.exited = true
+			q.exited = true
 		}
 	}
-	if p.pin.exited {
-		msg := fmt.Sprintf("process %d exited", p.pin.pid)
-		if pid, err := p.spec.Process(); err == nil && pid != p.pin.pid {
-			msg += fmt.Sprintf("; now pid %d (a restart counts as a failure)", pid)
+	for _, q := range p.pins {
+		if !q.exited {
+			continue
+		}
+		msg := fmt.Sprintf("process %d exited", q.pid)
+		if pids, err := p.resolve(); err == nil && len(pids) > 0 && !slices.Equal(pids, p.pinnedPids()) {
+			if len(p.pins) == 1 && len(pids) == 1 {
+				msg += fmt.Sprintf("; now pid %d (a restart counts as a failure)", pids[0])
+			} else {
+				msg += fmt.Sprintf("; now pids %v (a restart counts as a failure)", pids)
+			}
 		}
 		return false, msg
 	}
-	return true, fmt.Sprintf("process %d running", p.pin.pid)
+	if len(p.pins) == 1 {
+		return true, fmt.Sprintf("process %d running", p.pins[0].pid)
+	}
+	return true, fmt.Sprintf("processes %v running", p.pinnedPids())
 }
 
-// pinProcess resolves the pid and opens a pidfd on it. The pid is resolved
-// again after the open: if it still names the same pid, the pidfd refers to
-// the process the resolver means (a pid reused between resolve and open
-// would have to be resolved again to the very same number).
-func pinProcess(resolve func() (int, error)) (*pinned, error) {
-	pid, err := resolve()
+// pinProcesses resolves the pids and opens a pidfd on each. The pids are
+// resolved again after the opens: if they still name the same pids, the
+// pidfds refer to the processes the resolver means (a pid reused between
+// resolve and open would have to be resolved again to the very same
+// number).
+func pinProcesses(resolve func() ([]int, error)) ([]*pinned, error) {
+	pids, err := resolve()
 	if err != nil {
 		return nil, fmt.Errorf("resolving process: %w", err)
 	}
-	if pid <= 0 {
-		return nil, fmt.Errorf("resolving process: got pid %d", pid)
+	if len(pids) == 0 {
+		return nil, errors.New("resolving process: no process")
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return nil, fmt.Errorf("opening pidfd of pid %d: %w", pid, err)
+	var pins []*pinned
+	fail := func(err error) ([]*pinned, error) {
+		for _, q := range pins {
+			q.close()
+		}
+		return nil, err
+	}
+	for _, pid := range pids {
+		if pid <= 0 {
+			return fail(fmt.Errorf("resolving process: got pid %d", pid))
+		}
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			return fail(fmt.Errorf("opening pidfd of pid %d: %w", pid, err))
+		}
+		pins = append(pins, &pinned{pid: pid, fd: fd})
 	}
 	again, err := resolve()
-	if err != nil || again != pid {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("process %d changed while pinning it (now %d, %v)", pid, again, err)
+	if err != nil || !slices.Equal(again, pids) {
+		if err == nil && len(pids) == 1 && len(again) == 1 {
+			return fail(fmt.Errorf("process %d changed while pinning it (now %d, %v)", pids[0], again[0], err))
+		}
+		return fail(fmt.Errorf("processes %v changed while pinning them (now %v, %v)", pids, again, err))
 	}
-	return &pinned{pid: pid, fd: fd}, nil
+	return pins, nil
 }
 
 // tailBuffer keeps the last 4 KiB written to it.

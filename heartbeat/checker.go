@@ -194,10 +194,9 @@ func (c *Checker) loop(ctx context.Context, idx int, p *prober) {
 	for {
 		select {
 		case <-c.resets[idx]:
-			if p.pin != nil {
-				c.log.Info("process check unpinned", "check", p.spec.Name, "pid", p.pin.pid)
-				p.pin.close()
-				p.pin = nil
+			if p.pins != nil {
+				c.log.Info("process check unpinned", "check", p.spec.Name, "pids", p.pinnedPids())
+				p.unpin()
 			}
 		default:
 		}

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -301,6 +303,38 @@ func TestProcessCheckRestartCountsAsFailure(t *testing.T) {
 	}
 	if err := c.Reset("nope"); !errors.Is(err, ErrUnknownCheck) {
 		t.Fatalf("Reset(nope) = %v; want ErrUnknownCheck", err)
+	}
+}
+
+// TestProcessesCheckWatchesEvery: a check of several processes (a target
+// with match: all) is healthy while every process it pinned runs, and fails
+// naming the one that exited.
+func TestProcessesCheckWatchesEvery(t *testing.T) {
+	a, b := startSleep(t), startSleep(t)
+	pids := []int{a.Process.Pid, b.Process.Pid}
+	slices.Sort(pids)
+	var mu sync.Mutex
+	c := startChecker(t, noFlap, CheckSpec{
+		Name: "sleepers",
+		Processes: func() ([]int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(pids), nil
+		},
+		Interval: 20 * time.Millisecond, Failures: 2, Successes: 1,
+	})
+	s := waitChange(t, c, 10*time.Second, "healthy", state(HealthHealthy))
+	if want := fmt.Sprintf("processes %v running", pids); s.Checks[0].Output != want {
+		t.Fatalf("output %q; want %q", s.Checks[0].Output, want)
+	}
+	_ = b.Process.Kill()
+	_ = b.Wait()
+	mu.Lock()
+	pids = slices.DeleteFunc(pids, func(p int) bool { return p == b.Process.Pid })
+	mu.Unlock()
+	s = waitChange(t, c, 10*time.Second, "unhealthy", state(HealthUnhealthy))
+	if want := fmt.Sprintf("process %d exited; now pids [%d]", b.Process.Pid, a.Process.Pid); !strings.HasPrefix(s.Output, want) {
+		t.Fatalf("output %q; want prefix %q", s.Output, want)
 	}
 }
 

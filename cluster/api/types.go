@@ -144,6 +144,10 @@ type PlanNode struct {
 	// rollback (nanoseconds; 0: not measured yet).
 	ApplyPause  time.Duration `json:"apply_pause,omitempty"`
 	RevertPause time.Duration `json:"revert_pause,omitempty"`
+	// Processes: for a target with match: all, each matching process and
+	// the patches it runs (Pid and Observed are then the first process
+	// not at the desired stack, else the first).
+	Processes []fsm.ObservedProcess `json:"processes,omitempty"`
 }
 
 // PlanDetail is GET /v1/plans/{id}.
@@ -226,6 +230,10 @@ type ObservedRequest struct {
 	// applies and reverts this report follows (0: none since the last
 	// report).
 	Pause time.Duration `json:"pause,omitempty"`
+	// Processes: for a target with match: all, every matching process
+	// (sorted by pid); the fields above are then the first process that
+	// does not run the desired stack, or the first one.
+	Processes []fsm.ObservedProcess `json:"processes,omitempty"`
 }
 
 // TrialFailure is an agent's report that a plan health check failed on its

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -275,7 +277,7 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTATUS\tDESIRED\tOBSERVED\tPID\tPAUSE\tCONVERGED\tERROR")
 	for _, n := range d.Nodes {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), n.Pid, pauses(n), n.Converged, dash(n.Error))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%t\t%s\n", n.Node, n.Pair, n.Side, n.Status, ids(n.Desired), ids(n.Observed), pids(n), pauses(n), n.Converged, dash(n.Error))
 	}
 	tw.Flush()
 	if pending := pendingNodes(d); pending != "" {
@@ -293,6 +295,22 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	for _, e := range d.History {
 		fmt.Fprintf(w, "  %s\n", eventLine(e))
 	}
+}
+
+// pids renders a node's target process: its pid, or with match: all every
+// matching pid, the ones not at the desired stack marked with *.
+func pids(n api.PlanNode) string {
+	if len(n.Processes) == 0 {
+		return strconv.Itoa(n.Pid)
+	}
+	parts := make([]string, len(n.Processes))
+	for i, p := range n.Processes {
+		parts[i] = strconv.Itoa(p.Pid)
+		if !slices.Equal(p.Active, n.Desired) || p.Error != "" {
+			parts[i] += "*"
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // engineOptions renders the engine options a plan sets ("" when it sets
