@@ -478,3 +478,34 @@ func checkStandbyFirst(t *testing.T, s *fsm.State, id string) {
 		}
 	}
 }
+
+// TestReplacedMatchAll: with match: all the trial watches every process it
+// started with: one gone or restarted under its pid fails it; a process
+// that appeared since does not.
+func TestReplacedMatchAll(t *testing.T) {
+	p := fsm.Plan{Phase: fsm.PhaseStandbyTrial, Spec: fsm.PlanSpec{Pairs: []string{"sip-1"}},
+		Steps: []fsm.NodeStep{{Node: "b1", Pair: "sip-1", Side: fsm.SideStandby}}}
+	st := fsm.NodeStep{Node: p.PhaseNode(), TrialPid: 100, TrialPidStart: 7,
+		TrialProcesses: []fsm.ProcessRef{{Pid: 100, PidStart: 7}, {Pid: 101, PidStart: 8}}}
+	if st.Node == "" {
+		t.Fatal("the plan has no phase node")
+	}
+	obs := func(procs ...fsm.ObservedProcess) fsm.Observed {
+		return fsm.Observed{Pid: procs[0].Pid, PidStart: procs[0].PidStart, Processes: procs}
+	}
+	for _, tt := range []struct {
+		name string
+		obs  fsm.Observed
+		want string
+	}{
+		{"both run", obs(fsm.ObservedProcess{Pid: 100, PidStart: 7}, fsm.ObservedProcess{Pid: 101, PidStart: 8}), ""},
+		{"a new one besides", obs(fsm.ObservedProcess{Pid: 100, PidStart: 7}, fsm.ObservedProcess{Pid: 101, PidStart: 8}, fsm.ObservedProcess{Pid: 130, PidStart: 9}), ""},
+		{"one gone", obs(fsm.ObservedProcess{Pid: 100, PidStart: 7}, fsm.ObservedProcess{Pid: 130, PidStart: 9}), "lost a process: pid 101 exited (now pids [100 130])"},
+		{"one restarted under its pid", obs(fsm.ObservedProcess{Pid: 100, PidStart: 7}, fsm.ObservedProcess{Pid: 101, PidStart: 12}),
+			"was replaced: pid 101 (started at tick 8) -> pid 101 (started at tick 12)"},
+	} {
+		if got := replaced(p, st, tt.obs); got != tt.want {
+			t.Errorf("%s: replaced = %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
