@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,6 +86,23 @@ func TestFindProcess(t *testing.T) {
 	t.Cleanup(func() { cmd2.Process.Kill(); cmd2.Wait() })
 	if got, err := findProcess("/proc", config.Target{Comm: "lpfindme"}); err == nil || !strings.Contains(err.Error(), "2 processes match") {
 		t.Errorf("two matches: findProcess = %d, %v; want a refusal", got, err)
+	}
+	// match: all takes both, sorted, by comm and by exe; one still refuses.
+	want := []int{pid, cmd2.Process.Pid}
+	slices.Sort(want)
+	for _, tg := range []config.Target{{Comm: "lpfindme", Match: config.MatchAll}, {Exe: exe, Match: config.MatchAll}} {
+		if got, err := findProcesses("/proc", tg); err != nil || !slices.Equal(got, want) {
+			t.Errorf("findProcesses(%+v) = %v, %v; want %v", tg, got, err, want)
+		}
+	}
+	if got, err := findProcesses("/proc", config.Target{Comm: "lpfindme", Match: config.MatchOne}); err == nil {
+		t.Errorf("findProcesses(match one, two running) = %v; want a refusal", got)
+	}
+	if got, err := findProcesses("/proc", config.Target{Comm: "lp-no-such", Match: config.MatchAll}); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("findProcesses(match all, none running) = %v, %v; want ErrNoProcess", got, err)
+	}
+	if got, err := findProcesses("/proc", config.Target{PIDFile: pidfile}); err != nil || !slices.Equal(got, []int{pid}) {
+		t.Errorf("findProcesses(pidfile) = %v, %v; want [%d]", got, err, pid)
 	}
 }
 
