@@ -139,7 +139,7 @@ function renderPlan(d) {
     nodes.append(el("tr", { "data-plan-node": n.node }, el("td", {}, n.node), el("td", {}, n.pair), el("td", {}, n.side), el("td", {}, step(p, n.node)),
       el("td", { class: cls(n.status, "alive") }, n.status), el("td", {}, (n.desired || []).join(", ") || "-"),
       el("td", {}, (n.observed || []).join(", ") || "-"), el("td", {}, n.pid || "-"),
-      el("td", { class: "pause" }, pauses(p, n.node)), el("td", { class: "bad" }, n.error || "")));
+      el("td", { class: "pause" }, pauses(p, n)), el("td", { class: "bad" }, n.error || "")));
   }
   box.replaceChildren(head, actions, timelines, nodes);
   const hist = el("table", {}, el("tr", {}, ...["time", "kind", "node/pair", "change", "cause"].map(h => el("th", {}, h))));
@@ -159,13 +159,13 @@ function dur(ns) {
 }
 
 // pauses says how long the engine kept the node's target stopped to apply
-// the plan's patch (and to revert it), from the plan's step.
-function pauses(p, node) {
-  const s = (p.steps || []).find(s => s.node === node);
-  if (!s) return "-";
+// the plan's patch (and to revert it): from the plan node, else its step.
+function pauses(p, n) {
+  const s = (p.steps || []).find(s => s.node === n.node) || {};
+  const apply = n.apply_pause || s.apply_pause, revert = n.revert_pause || s.revert_pause;
   const parts = [];
-  if (s.apply_pause) parts.push(`apply ${dur(s.apply_pause)}`);
-  if (s.revert_pause) parts.push(`revert ${dur(s.revert_pause)}`);
+  if (apply) parts.push(`apply ${dur(apply)}`);
+  if (revert) parts.push(`revert ${dur(revert)}`);
   return parts.join(", ") || "-";
 }
 
