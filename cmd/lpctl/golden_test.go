@@ -54,7 +54,8 @@ func (staticLPD) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				{Node: "sip-b", Pair: "sip-1", Side: "standby", Status: "alive", Observed: []string{"fix-invite-overflow"}, Pid: 812, ApplyPause: 612345 * time.Nanosecond, RevertPause: 498 * time.Microsecond},
 				{Node: "sip-a", Pair: "sip-1", Side: "active", Status: "alive", Desired: []string{"fix-invite-overflow"}, Observed: []string{"fix-invite-overflow"}, Pid: 790, Converged: true, ApplyPause: 1204 * time.Microsecond},
 				{Node: "sip-d", Pair: "sip-2", Side: "standby", Status: "dead", Observed: []string{"fix-invite-overflow"}, Pid: 901, Error: "pid 901: no such process"},
-				{Node: "sip-c", Pair: "sip-2", Side: "active", Status: "alive", Pid: 877, Converged: true},
+				{Node: "sip-c", Pair: "sip-2", Side: "active", Status: "alive", Pid: 878, Converged: false, Observed: []string{"fix-invite-overflow"},
+					Processes: []fsm.ObservedProcess{{Pid: 877}, {Pid: 878, Active: []string{"fix-invite-overflow"}}}},
 			},
 		}
 		json.NewEncoder(w).Encode(d)
