@@ -119,6 +119,7 @@ func TestEndToEndMatchAllAndPlanKeys(t *testing.T) {
 			t.Errorf("plan spec engine options = %q %q %v; want dlopen entry 3s", s.Mode, s.Consistency, s.ApplyTimeout)
 		}
 		for _, n := range pd.Nodes {
+			t.Logf("node %s: the engine's longest stop applying the C++ module to its %d processes: %v", n.Node, len(n.Processes), n.ApplyPause)
 			if n.ApplyPause <= 0 {
 				t.Errorf("node %s: apply_pause %v; want the engine's pause", n.Node, n.ApplyPause)
 			}
