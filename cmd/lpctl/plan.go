@@ -393,8 +393,8 @@ func planWatchCommand(a *app) *cobra.Command {
 		Use:   "watch ID",
 		Short: "Follow a plan until it ends; exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted",
 		Long: `Follow a plan until it stops moving. On a terminal: a live view redrawn in
-place (state, phase, trial time left, each node's step, status, health and
-observed patches) under the plan's events. Otherwise (a pipe, a file, CI):
+place (state, phase, trial time left, each node's step, status, health,
+observed patches and engine pause) under the plan's events. Otherwise (a pipe, a file, CI):
 one line per event and a progress line at each phase change and every few
 seconds of a trial. -o json prints the final plan.
 

@@ -109,7 +109,7 @@ func (w *watcher) trialLeft(p fsm.Plan) string {
 }
 
 // progressLine is the one-line form: state, phase, trial time left and
-// each plan node's health and patches.
+// each plan node's health, patches and engine pause (once it has one).
 func (w *watcher) progressLine(d api.PlanDetail) string {
 	p := d.Plan
 	var b strings.Builder
@@ -120,6 +120,9 @@ func (w *watcher) progressLine(d api.PlanDetail) string {
 	b.WriteString(":")
 	for _, n := range d.Nodes {
 		fmt.Fprintf(&b, " %s=%s/%s[%s]", n.Node, n.Status, w.health(n.Node), ids(n.Observed))
+		if n.ApplyPause > 0 || n.RevertPause > 0 {
+			fmt.Fprintf(&b, "(pause %s)", pauses(n))
+		}
 	}
 	return b.String()
 }
@@ -136,7 +139,8 @@ func (w *watcher) health(node string) string {
 }
 
 // block is the live view: the plan's state and phase, the trial countdown
-// and one row per plan node.
+// and one row per plan node (with its engine pause: how long the engine
+// kept its target stopped to apply, and to revert, the plan's patch).
 func (w *watcher) block(d api.PlanDetail) string {
 	p := d.Plan
 	var b strings.Builder
@@ -146,9 +150,9 @@ func (w *watcher) block(d api.PlanDetail) string {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTEP\tSTATUS\tHEALTH\tOBSERVED\tERROR")
+	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTEP\tSTATUS\tHEALTH\tOBSERVED\tPAUSE\tERROR")
 	for _, n := range d.Nodes {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, n.Pair, n.Side, step(p, n.Node), n.Status, w.health(n.Node), ids(n.Observed), dash(n.Error))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, n.Pair, n.Side, step(p, n.Node), n.Status, w.health(n.Node), ids(n.Observed), pauses(n), dash(n.Error))
 	}
 	tw.Flush()
 	return b.String()

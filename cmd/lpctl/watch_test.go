@@ -50,7 +50,7 @@ func trialPlan(seq uint64, left time.Duration, state fsm.PlanState) api.PlanDeta
 			Steps: []fsm.NodeStep{{Node: "b1", Pair: "pair-1", Side: fsm.SideStandby, Applied: now, TrialStarted: now},
 				{Node: "a1", Pair: "pair-1", Side: fsm.SideActive}}},
 		Nodes: []api.PlanNode{
-			{Node: "b1", Pair: "pair-1", Side: "standby", Status: "alive", Observed: []string{"fix"}},
+			{Node: "b1", Pair: "pair-1", Side: "standby", Status: "alive", Observed: []string{"fix"}, ApplyPause: 612 * time.Microsecond},
 			{Node: "a1", Pair: "pair-1", Side: "active", Status: "alive"},
 		},
 		History: []fsm.Event{{Seq: seq, Kind: fsm.EventPlanState, Plan: "p000001", To: string(state)}},
@@ -77,7 +77,7 @@ func TestWatchPlainNeverSilentInTrial(t *testing.T) {
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, "plan p000001 running pair-1/standby_trial, trial ") {
 			progress++
-			for _, want := range []string{" left:", "b1=alive/healthy[fix]", "a1=alive/unhealthy (sip-port)[-]"} {
+			for _, want := range []string{" left:", "b1=alive/healthy[fix](pause 612µs)", "a1=alive/unhealthy (sip-port)[-]"} {
 				if !strings.Contains(l, want) {
 					t.Errorf("progress line %q; want it to contain %q", l, want)
 				}
@@ -108,7 +108,7 @@ func TestWatchLiveView(t *testing.T) {
 		t.Fatalf("watch of a rolled back plan: %v; want exit %d", err, exitRolledBack)
 	}
 	s := out.String()
-	for _, want := range []string{"\x1b[", "STEP", "in trial", "waiting", "pair-1/standby_trial  trial ", "s left", "healthy", "unhealthy (sip-port)", "plan p000001 rolled_back\n"} {
+	for _, want := range []string{"\x1b[", "STEP", "in trial", "waiting", "pair-1/standby_trial  trial ", "s left", "healthy", "PAUSE", "612µs", "unhealthy (sip-port)", "plan p000001 rolled_back\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("live view %q; want it to contain %q", s, want)
 		}
