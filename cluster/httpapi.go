@@ -400,7 +400,7 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 			ApplyPause: st.ApplyPause, RevertPause: st.RevertPause, Processes: slices.Clone(obs.Processes),
 		})
 		last := &d.Nodes[len(d.Nodes)-1]
-		last.Pending = registered && !last.AtPreState && (p.State == fsm.PlanRollingBack || p.State == fsm.PlanFailed && !p.RollbackStarted.IsZero())
+		last.Pending = registered && !st.Applied.IsZero() && !last.AtPreState && (p.State == fsm.PlanRollingBack || p.State == fsm.PlanFailed && !p.RollbackStarted.IsZero())
 	}
 	if history {
 		d.History = s.PlanHistory(p.ID)

@@ -94,6 +94,13 @@ func pairNotReady(s *fsm.State, p fsm.Plan, pair string) string {
 			return fmt.Sprintf("node %s is unhealthy", n.Name)
 		}
 	}
+	// The FSM refuses such a plan at submission; this holds for plans
+	// submitted before that rule.
+	for _, m := range s.PairMembers(pair) {
+		if ref, ok := s.UntriedPatch(pair, m.Name, p.Spec.Target, p.ID); ok {
+			return fmt.Sprintf("%s runs patch %s of plan %s, which never passed a trial in pair %s: abort this plan, roll back plan %s, and submit again", m.Name, ref.PatchID, ref.Plan, pair, ref.Plan)
+		}
+	}
 	return ""
 }
 
@@ -320,18 +327,19 @@ func waveNotReady(s *fsm.State, p fsm.Plan, wave []string) string {
 	return ""
 }
 
-// RollbackStep restores the pre-plan stacks: every standby-side node first
-// (and waits until the live ones run it), then the active side. The plan
-// is rolled back only when every plan node still registered runs its
-// pre-plan stack (observed, not only desired): a node whose lpd is down
+// RollbackStep restores the pre-plan stacks of the nodes the plan patched:
+// every standby-side node first (and waits until the live ones run it),
+// then the active side. The plan is rolled back only when every such node
+// still registered runs its pre-plan stack (observed, not only desired): a node whose lpd is down
 // keeps the plan rolling_back until it returns and reverts. Past the
-// rollback deadline, the plan fails, naming the nodes that did not revert;
-// `lpctl rollback ID` tries again.
+// rollback deadline, the plan fails, naming the nodes that did not revert,
+// whether they are down or alive and failing to revert; `lpctl rollback
+// ID` tries again.
 func RollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
 	target := p.Spec.Target
 	for _, side := range []fsm.Side{fsm.SideStandby, fsm.SideActive} {
 		for _, st := range p.Steps {
-			if st.Side != side {
+			if st.Side != side || st.Applied.IsZero() {
 				continue
 			}
 			if _, ok := s.Nodes[st.Node]; !ok {
@@ -344,28 +352,53 @@ func RollbackStep(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string)
 			}
 		}
 		for _, st := range p.Steps {
-			if st.Side != side {
+			if st.Side != side || st.Applied.IsZero() {
 				continue
 			}
 			n, ok := s.Nodes[st.Node]
 			if ok && n.Status == fsm.StatusAlive && !s.NodeConverged(st.Node, target) {
+				if cmd, why := rollbackDeadline(s, p, now); cmd != nil {
+					return cmd, why
+				}
 				return nil, "waiting for " + st.Node + " to roll back"
 			}
 		}
 	}
-	pending := RollbackPending(s, p)
-	if len(pending) == 0 {
+	if len(RollbackPending(s, p)) == 0 {
 		return &fsm.FinishRollback{Plan: p.ID, Cause: "every plan node runs its pre-plan patches"}, "finish rollback"
 	}
+	if cmd, why := rollbackDeadline(s, p, now); cmd != nil {
+		return cmd, why
+	}
+	return nil, "waiting for " + strings.Join(pendingNames(s, p), ", ") + " to roll back"
+}
+
+// rollbackDeadline fails rolling-back plan p, naming the nodes that did
+// not return to their pre-plan stack, once its rollback deadline passed
+// (nil before).
+func rollbackDeadline(s *fsm.State, p fsm.Plan, now time.Time) (fsm.Command, string) {
+	if p.RollbackDeadline.IsZero() || !now.After(p.RollbackDeadline) {
+		return nil, ""
+	}
+	return &fsm.FailPlan{Plan: p.ID, Reason: fmt.Sprintf("rollback deadline passed at %s: %s did not return to the pre-plan patches (lpctl rollback %s retries)",
+		stamp(p.RollbackDeadline), strings.Join(pendingNames(s, p), ", "), p.ID)}, "rollback deadline"
+}
+
+// pendingNames describes RollbackPending's nodes for an operator.
+func pendingNames(s *fsm.State, p fsm.Plan) []string {
 	var names []string
-	for _, n := range pending {
-		names = append(names, fmt.Sprintf("%s (%s, last seen %s)", n.Name, n.Status, stamp(LastSeen(n))))
+	for _, n := range RollbackPending(s, p) {
+		what := fmt.Sprintf("%s (%s, last seen %s)", n.Name, n.Status, stamp(LastSeen(n)))
+		if n.Status == fsm.StatusAlive {
+			what = fmt.Sprintf("%s (alive", n.Name)
+			if obs, ok := s.Observed[n.Name][p.Spec.Target]; ok && obs.Error != "" {
+				what += ": " + clipText(obs.Error, 200)
+			}
+			what += ")"
+		}
+		names = append(names, what)
 	}
-	if !p.RollbackDeadline.IsZero() && now.After(p.RollbackDeadline) {
-		return &fsm.FailPlan{Plan: p.ID, Reason: fmt.Sprintf("rollback deadline passed at %s: %s did not return to the pre-plan patches (lpctl rollback %s retries)",
-			stamp(p.RollbackDeadline), strings.Join(names, ", "), p.ID)}, "rollback deadline"
-	}
-	return nil, "waiting for " + strings.Join(names, ", ") + " to roll back"
+	return names
 }
 
 // LastSeen is when node n was last known alive: when it went down if it
@@ -377,13 +410,14 @@ func LastSeen(n fsm.Node) time.Time {
 	return n.LastSeen
 }
 
-// RollbackPending returns the plan nodes still registered that do not run
-// their pre-plan stack (desired and observed), in plan order.
+// RollbackPending returns the plan nodes still registered that the plan
+// patched and that do not run their pre-plan stack (desired and observed),
+// in plan order. A node the plan never patched is not its to restore.
 func RollbackPending(s *fsm.State, p fsm.Plan) []fsm.Node {
 	var out []fsm.Node
 	for _, st := range p.Steps {
 		n, ok := s.Nodes[st.Node]
-		if !ok {
+		if !ok || st.Applied.IsZero() {
 			continue
 		}
 		pre := p.PreState[st.Node]

@@ -215,11 +215,44 @@ func rollbackFirst(s *fsm.State, b fsm.Node, pair string) (fsm.Command, string) 
 			continue
 		}
 		if p.State != fsm.PlanRollingBack && !atPre {
+			if cmd, why := laterPlanFirst(s, p, pair, b.Name); cmd != nil || why != "" {
+				return cmd, why
+			}
 			return &fsm.RollbackPlan{Plan: p.ID, Staged: true,
 					Reason: fmt.Sprintf("failover in pair %s while %s runs untried patch %s (failover_during_trial: rollback-first)", pair, b.Name, p.Spec.PatchID)},
 				"rollback-first: roll back plan " + p.ID
 		}
 		return nil, fmt.Sprintf("rollback-first: waiting for %s to roll back plan %s before promoting it", b.Name, p.ID)
+	}
+	return nil, ""
+}
+
+// laterPlanFirst returns what must happen before plan p can be rolled
+// back for a failover in pair (the FSM refuses to roll back a plan while a
+// later plan on its target is unfinished or has changed desired state and
+// is not rolled back): the latest such plan is aborted when it has changed
+// nothing yet (it never started its work: nothing is lost), or rolled back
+// (staged) when it has; the failover waits for its rollback to finish.
+// Nothing (nil, "") when no later plan is in the way.
+func laterPlanFirst(s *fsm.State, p fsm.Plan, pair, node string) (fsm.Command, string) {
+	list := s.PlanList()
+	for i := len(list) - 1; i >= 0; i-- {
+		q := list[i]
+		if q.Seq <= p.Seq || q.Spec.Target != p.Spec.Target || q.State == fsm.PlanRolledBack {
+			continue
+		}
+		applied := slices.ContainsFunc(q.Steps, func(st fsm.NodeStep) bool { return !st.Applied.IsZero() })
+		why := fmt.Sprintf("failover in pair %s: %s runs untried patch %s of plan %s, which must be rolled back first (failover_during_trial: rollback-first), and plan %s came after it",
+			pair, node, p.Spec.PatchID, p.ID, q.ID)
+		switch {
+		case !applied && !q.State.Terminal():
+			return &fsm.AbortPlan{Plan: q.ID, Reason: why}, "rollback-first: abort plan " + q.ID + ", which changed nothing yet"
+		case !applied:
+			continue // terminal and changed nothing: not in the way
+		case q.State == fsm.PlanRollingBack:
+			return nil, fmt.Sprintf("rollback-first: waiting for plan %s to roll back before plan %s", q.ID, p.ID)
+		}
+		return &fsm.RollbackPlan{Plan: q.ID, Staged: true, Reason: why}, "rollback-first: roll back plan " + q.ID + " before plan " + p.ID
 	}
 	return nil, ""
 }

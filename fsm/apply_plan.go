@@ -72,6 +72,14 @@ func (c *SubmitPlan) apply(x *applyCtx) error {
 	if p, ok := s.UnfinishedPlan(spec.Target); ok {
 		return refuse(ErrConflict, "plan %s (%s) already works on target %s; wait for it, or abort or roll it back", p.ID, p.State, spec.Target)
 	}
+	for _, pair := range spec.Pairs {
+		for _, n := range s.pairMembers(pair) {
+			if ref, ok := s.UntriedPatch(pair, n.Name, spec.Target, ""); ok {
+				return refuse(ErrConflict, "%s runs patch %s of plan %s, which never passed a trial in pair %s: roll back plan %s first",
+					n.Name, ref.PatchID, ref.Plan, pair, ref.Plan)
+			}
+		}
+	}
 	if spec.ProgressDeadline > 0 {
 		waves := 0
 		for i := 0; i < len(spec.Pairs); i += (Plan{Spec: spec}).waveSize(i) {
@@ -489,12 +497,15 @@ func (c *RollbackPlan) apply(x *applyCtx) error {
 			cause += ": " + c.Reason
 		}
 		for i, st := range p.Steps { // pair by pair, standby first
-			if _, ok := s.Nodes[st.Node]; !ok {
-				continue // removed after the plan finished: nothing to restore
+			if _, ok := s.Nodes[st.Node]; !ok || st.Applied.IsZero() {
+				// Removed after the plan finished, or never patched by
+				// it: nothing of the plan's to restore (its pre-plan
+				// stack may be stale: an earlier plan may have rolled
+				// back since).
+				continue
 			}
-			if x.setDesired(st.Node, p.Spec.Target, p.PreState[st.Node], p.ID, cause) || !st.Applied.IsZero() {
-				p.Steps[i].RolledBack = x.at
-			}
+			x.setDesired(st.Node, p.Spec.Target, p.PreState[st.Node], p.ID, cause)
+			p.Steps[i].RolledBack = x.at
 		}
 	}
 	s.Plans[p.ID] = p
@@ -515,7 +526,7 @@ func (c *FinishRollback) apply(x *applyCtx) error {
 		return refuse(ErrConflict, "plan %s is %s, not rolling back", p.ID, p.State)
 	}
 	for _, st := range p.Steps {
-		if _, ok := x.s.Nodes[st.Node]; !ok {
+		if _, ok := x.s.Nodes[st.Node]; !ok || st.Applied.IsZero() {
 			continue
 		}
 		desired := x.s.Desired[st.Node][p.Spec.Target]

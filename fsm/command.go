@@ -506,8 +506,10 @@ type AbortPlan struct {
 	Reason string `json:"reason"`
 }
 
-// RollbackPlan moves a plan to rolling_back. Unless Staged, it sets every
-// plan node's desired state back to its pre-plan stack in the same command;
+// RollbackPlan moves a plan to rolling_back. Unless Staged, it sets the
+// desired state of every plan node the plan patched (NodeStep.Applied) back
+// to its pre-plan stack in the same command (a node it never patched is
+// left alone: its pre-plan stack may be stale);
 // when Staged the orchestrator does it node by node with SetDesired (standby
 // side first). Rolling back a rolled_back plan, or one already rolling back,
 // is a no-op that says so. Refused while a later plan on the same target
@@ -519,7 +521,8 @@ type RollbackPlan struct {
 }
 
 // FinishRollback moves a rolling_back plan to rolled_back; refused unless
-// every plan node's desired state equals its pre-plan stack.
+// the desired state of every plan node the plan patched equals its
+// pre-plan stack.
 type FinishRollback struct {
 	Plan  string `json:"plan"`
 	Cause string `json:"cause"`

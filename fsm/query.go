@@ -332,3 +332,39 @@ func equalStacks(a, b []PatchRef) bool { return slices.Equal(a, b) }
 func stackString(target string, stack []PatchRef) string {
 	return target + "=" + strings.Join(PatchIDs(stack), ",")
 }
+
+// UntriedPatch returns a patch in node's desired stack for target that a
+// plan other than except added and that never passed a trial in pair: no
+// plan on target passed a trial on a member of pair with the patch in its
+// plan stack. An aborted plan, a failed rollback or a keep-patch failover
+// can leave one. A plan that patched the pair's other member then would
+// have both members run untried code at once. Patches no plan added (Plan
+// "") are the operator's own and not reported.
+func (s *State) UntriedPatch(pair, node, target, except string) (PatchRef, bool) {
+	for _, ref := range s.Desired[node][target] {
+		if ref.Plan == "" || ref.Plan == except || s.triedInPair(pair, target, ref.PatchID) {
+			continue
+		}
+		return ref, true
+	}
+	return PatchRef{}, false
+}
+
+// triedInPair reports whether patch id passed a trial on a member of pair:
+// it was in the plan stack of a node of pair whose trial passed.
+func (s *State) triedInPair(pair, target, id string) bool {
+	for _, q := range s.Plans {
+		if q.Spec.Target != target {
+			continue
+		}
+		for _, st := range q.Steps {
+			if st.Pair != pair || st.TrialPassed.IsZero() {
+				continue
+			}
+			if q.Spec.PatchID == id || slices.ContainsFunc(q.PreState[st.Node], func(r PatchRef) bool { return r.PatchID == id }) {
+				return true
+			}
+		}
+	}
+	return false
+}
