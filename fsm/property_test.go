@@ -4,24 +4,35 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// TestPlanInvariants applies thousands of random command sequences, biased
-// towards driving plans forward the way an orchestrator would, and checks
-// the invariants of the plan state machine after every command and over
-// every history.
+// TestPlanInvariants applies random command sequences — most of them
+// plausible (the next phase, the plan stack, an observation that matches),
+// many of them not — and checks the invariants of the plan state machine
+// after every command and over every history: whatever it is sent, the FSM
+// refuses what would break them. The deciders that send the FSM its
+// commands in a cluster are verified with it in package decide
+// (TestDeciders drives the real deciders and this FSM through random
+// schedules). LP_FSM_SEQUENCES=N runs N sequences (default 300; 2000 is
+// the long run).
 func TestPlanInvariants(t *testing.T) {
-	sequences, steps := 2000, 60
-	switch {
-	case testing.Short():
-		sequences = 200
-	case raceEnabled:
-		sequences = 800 // the race detector makes each one ~5x slower
+	sequences, steps := 300, 60
+	if testing.Short() {
+		sequences = 100
+	}
+	if v := os.Getenv("LP_FSM_SEQUENCES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("LP_FSM_SEQUENCES=%q: want a positive number", v)
+		}
+		sequences = n
 	}
 	stats := map[string]int{}
 	for seed := uint64(1); seed <= uint64(sequences); seed++ {
@@ -33,7 +44,7 @@ func TestPlanInvariants(t *testing.T) {
 	t.Logf("outcomes over %d sequences: %v", sequences, stats)
 	// The generator must reach the interesting states, or the invariants
 	// were checked over nothing.
-	for _, k := range []string{"completed", "rolled_back", "aborted", "failed", "paused", "refused", "active_apply", "staged"} {
+	for _, k := range []string{"rolled_back", "aborted", "failed", "paused", "refused", "standby_trial", "active_apply", "staged"} {
 		if stats[k] == 0 {
 			t.Errorf("no sequence reached %s; the generator is too weak", k)
 		}
@@ -72,8 +83,10 @@ func runSequence(t *testing.T, seed uint64, steps int, stats map[string]int) {
 	for _, p := range s.Plans {
 		stats[string(p.State)]++
 		for _, e := range s.PlanHistory(p.ID) {
-			if strings.HasSuffix(e.To, "/active_apply") {
-				stats["active_apply"]++
+			for _, ph := range []string{"standby_trial", "active_apply"} {
+				if strings.HasSuffix(e.To, "/"+ph) {
+					stats[ph]++
+				}
 			}
 		}
 	}
@@ -166,9 +179,10 @@ func checkStep(before, after *State, cmd Command, res *Result, now time.Time) er
 				return fmt.Errorf("plan %s changed %s's desired state at %s/%s", p.ID, e.Node, p.CurrentPair(), p.Phase)
 			}
 		case e.Kind == EventPlanState && e.To == string(PlanRolledBack):
-			// A rolled-back plan leaves every node on its pre-state.
+			// A rolled-back plan leaves every node it patched on its
+			// pre-state.
 			for _, st := range p.Steps {
-				if _, ok := after.Nodes[st.Node]; ok && !equalStacks(after.Desired[st.Node][p.Spec.Target], p.PreState[st.Node]) {
+				if _, ok := after.Nodes[st.Node]; ok && !st.Applied.IsZero() && !equalStacks(after.Desired[st.Node][p.Spec.Target], p.PreState[st.Node]) {
 					return fmt.Errorf("plan %s rolled back but %s desires %v; pre-state %v", p.ID, st.Node,
 						PatchIDs(after.Desired[st.Node][p.Spec.Target]), PatchIDs(p.PreState[st.Node]))
 				}
@@ -247,7 +261,7 @@ func (g *generator) blob() *PutBlob {
 func (g *generator) next(s *State) Command {
 	switch r := g.pick(100); {
 	case r < 40:
-		if c := g.drive(s); c != nil {
+		if c := g.plausible(s); c != nil {
 			return c
 		}
 		return g.submit()
@@ -319,6 +333,41 @@ func (g *generator) next(s *State) Command {
 	}
 }
 
+// plausible returns a command the FSM may well accept for the latest
+// plan: its next phase, a node's plan or pre-plan stack, the observation
+// that the node runs what it desires, a node back alive and healthy. No
+// decisions: which one is random.
+func (g *generator) plausible(s *State) Command {
+	ps := s.plansByID()
+	if len(ps) == 0 {
+		return nil
+	}
+	p := ps[len(ps)-1]
+	st := p.Steps[g.pick(len(p.Steps))]
+	switch g.pick(8) {
+	case 0, 6, 7:
+		i, ph, ok := p.next()
+		if !ok {
+			return &CompletePlan{Plan: p.ID}
+		}
+		return &PlanPhase{Plan: p.ID, Pair: p.Spec.Pairs[i], Phase: ph}
+	case 1:
+		want, _ := s.PlanStack(p.ID, st.Node)
+		if p.State == PlanRollingBack {
+			want = p.PreState[st.Node]
+		}
+		return &SetDesired{Node: st.Node, Target: target, Patches: want, Plan: p.ID, Cause: "plausible"}
+	case 2:
+		return &ReportObserved{Node: st.Node, Target: target, Pid: 1, Active: PatchIDs(s.Desired[st.Node][target])}
+	case 3:
+		return &SetNodeStatus{Node: st.Node, Status: StatusAlive}
+	case 4:
+		return &SetNodeHealth{Node: st.Node, Healthy: true}
+	default:
+		return &FinishRollback{Plan: p.ID}
+	}
+}
+
 func (g *generator) submit() Command {
 	sp := spec(g.blob())
 	sp.Pairs = [][]string{nil, {"sip-1"}, {"sip-2", "sip-1"}, {"sip-3"}}[g.pick(4)]
@@ -328,64 +377,6 @@ func (g *generator) submit() Command {
 		sp.OnFailure = OnFailurePause
 	}
 	return &SubmitPlan{Spec: sp}
-}
-
-// drive returns the command an orchestrator would send next for the
-// unfinished plan, or nil when there is none. It sometimes repairs the
-// cluster (health, status, roles) so plans get through.
-func (g *generator) drive(s *State) Command {
-	var p Plan
-	found := false
-	for _, q := range s.plansByID() {
-		if !q.State.Terminal() {
-			p, found = q, true
-		}
-	}
-	if !found {
-		return nil
-	}
-	switch p.State {
-	case PlanPaused:
-		if g.pick(2) == 0 {
-			return &ResumePlan{Plan: p.ID}
-		}
-		return &RollbackPlan{Plan: p.ID, Staged: g.pick(2) == 0}
-	case PlanRollingBack:
-		for _, st := range p.Steps {
-			if _, ok := s.Nodes[st.Node]; ok && !equalStacks(s.Desired[st.Node][p.Spec.Target], p.PreState[st.Node]) {
-				return &SetDesired{Node: st.Node, Target: target, Patches: p.PreState[st.Node], Plan: p.ID, Cause: "rollback"}
-			}
-		}
-		return &FinishRollback{Plan: p.ID}
-	}
-	// Keep the plan's nodes alive and healthy most of the time.
-	for _, st := range p.Steps {
-		n := s.Nodes[st.Node]
-		if n.Status != StatusAlive && g.pick(2) == 0 {
-			return &SetNodeStatus{Node: n.Name, Status: StatusAlive}
-		}
-		if !n.Healthy && g.pick(2) == 0 {
-			return &SetNodeHealth{Node: n.Name, Healthy: true}
-		}
-	}
-	if p.State == PlanRunning && !p.Phase.Trial() {
-		n := p.PhaseNode()
-		want := p.stack(n)
-		if !equalStacks(s.Desired[n][target], want) {
-			return &SetDesired{Node: n, Target: target, Patches: want, Plan: p.ID, Cause: "apply"}
-		}
-		if !s.NodeConverged(n, target) {
-			return &ReportObserved{Node: n, Target: target, Pid: 1, Active: PatchIDs(want)}
-		}
-	}
-	if p.State == PlanRunning && p.Phase.Trial() && g.pick(8) == 0 {
-		return &PausePlan{Plan: p.ID, Reason: "trial check failed"}
-	}
-	i, ph, ok := p.next()
-	if !ok {
-		return &CompletePlan{Plan: p.ID}
-	}
-	return &PlanPhase{Plan: p.ID, Pair: p.Spec.Pairs[i], Phase: ph}
 }
 
 func readCloser(b []byte) *nopCloser { return &nopCloser{bytes.NewReader(b)} }
