@@ -302,7 +302,13 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 	pids, err := findProcesses(n.cfg.ProcRoot, t)
 	switch {
 	case errors.Is(err, ErrNoProcess):
-		// Nothing to patch; a process started later is patched then.
+		// Nothing to patch; a process started later is patched then. A
+		// node that should run patches says why it does not: the report
+		// (sent because it changed) lets a plan fail at once, naming the
+		// node, instead of at its deadline.
+		if len(desired) > 0 {
+			obs.Error = err.Error()
+		}
 	case err != nil:
 		obs.Error = err.Error()
 	default:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,5 +282,25 @@ func TestPlanEngineOptionsReachThePatcher(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("patcher calls %q; missing %v", got, want)
+	}
+}
+
+// TestMissingTargetFailsFast: a plan whose node has no process for the
+// target fails at that node's apply, naming it, instead of waiting for the
+// progress deadline.
+func TestMissingTargetFailsFast(t *testing.T) {
+	tc := startTestCluster(t, onePair, nil)
+	tc.registered()
+	if err := syscall.Kill(tc.pids["c-standby"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitFor(10*time.Second, "c-standby's target reported gone", func() bool {
+		obs, ok := tc.leader().State().Observed["c-standby"]["svc"]
+		return ok && obs.Pid == 0
+	})
+	id := tc.submit("fix1", 200*time.Millisecond, func(s *fsm.PlanSpec) { s.ProgressDeadline = 5 * time.Minute })
+	p := tc.waitPlan(id, fsm.PlanRolledBack, 20*time.Second)
+	if !strings.Contains(p.Reason, "target svc is not running on c-standby") {
+		t.Errorf("reason %q; want it to name the missing target and the node", p.Reason)
 	}
 }
