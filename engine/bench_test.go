@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"lp/internal/fixture"
 )
 
@@ -40,6 +42,7 @@ func (d dist) at(i int) time.Duration {
 // pauseRow is the result for one target size.
 type pauseRow struct {
 	threads     int
+	pinned      bool
 	consistency string
 	// Tracer-measured windows (ApplyResult.Pause, RevertResult.Pause) and
 	// the whole apply (ApplyResult.Total).
@@ -87,8 +90,12 @@ func (r pauseRow) ratio() float64 {
 // stop/resume cycle, an idle interval as long as the Apply; after each the
 // target reports what it saw. Then floor.c runs as many cycles back to
 // back. Consistency is "function" (the default of Apply) unless
-// LP_BENCH_CONSISTENCY says otherwise. It prints two tables at the end:
-// tracer-measured windows against the floor, and what the target observed.
+// LP_BENCH_CONSISTENCY says otherwise. Every size runs twice: unpinned
+// (the scheduler places the target, the tracer and floor.c on the CPUs as
+// it likes) and pinned (the target on one CPU, this process, hence the
+// engine's tracer and floor.c, on another); LP_BENCH_PIN=no or yes runs
+// only one of them. It prints the tables at the end: tracer-measured
+// windows against the floor, the phases, and what the target observed.
 //
 // The measurement runs once per size whatever b.N is; a later call with a
 // larger b.N reports the same figures. ns/op is the median apply window.
@@ -105,22 +112,35 @@ func BenchmarkActivationPause(b *testing.B) {
 	if s := os.Getenv("LP_BENCH_CONSISTENCY"); s != "" {
 		consistency = s
 	}
+	pins := []bool{false, true}
+	switch s := os.Getenv("LP_BENCH_PIN"); s {
+	case "", "both":
+	case "no":
+		pins = []bool{false}
+	case "yes":
+		pins = []bool{true}
+	default:
+		b.Fatalf("LP_BENCH_PIN=%q: want both, no or yes", s)
+	}
 	var rows []pauseRow
-	for _, n := range []int{1, 8, 64} {
-		var row *pauseRow
-		b.Run(fmt.Sprintf("threads=%d", n), func(b *testing.B) {
-			if row == nil {
-				r := measurePause(b, n, cycles, consistency)
-				row = &r
-				rows = append(rows, r)
-			}
-			us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-			b.ReportMetric(float64(row.applyWin.med()), "ns/op")
-			b.ReportMetric(us(row.applyWin.med()), "window-median-us")
-			b.ReportMetric(us(row.applyWin.p99()), "window-p99-us")
-			b.ReportMetric(us(row.floor.med()), "floor-median-us")
-			b.ReportMetric(row.ratio(), "ratio-median")
-		})
+	for _, pinned := range pins {
+		for _, n := range []int{1, 8, 64} {
+			var row *pauseRow
+			name := fmt.Sprintf("pin=%s/threads=%d", yesNo(pinned), n)
+			b.Run(name, func(b *testing.B) {
+				if row == nil {
+					r := measurePause(b, n, cycles, consistency, pinned)
+					row = &r
+					rows = append(rows, r)
+				}
+				us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+				b.ReportMetric(float64(row.applyWin.med()), "ns/op")
+				b.ReportMetric(us(row.applyWin.med()), "window-median-us")
+				b.ReportMetric(us(row.applyWin.p99()), "window-p99-us")
+				b.ReportMetric(us(row.floor.med()), "floor-median-us")
+				b.ReportMetric(row.ratio(), "ratio-median")
+			})
+		}
 	}
 	if len(rows) == 0 {
 		return
@@ -132,53 +152,70 @@ func BenchmarkActivationPause(b *testing.B) {
 	fmt.Printf("\nactivation pause: %d apply/revert cycles per size, consistency %s; µs, median/p99 (sorted[n/2], sorted[n*99/100])\n", cycles, rows[0].consistency)
 	fmt.Printf("window: stop-the-world window timed on the tracer thread; floor: ptrace/testdata/floor.c (nice -20, like the engine's tracer)\n")
 	fmt.Printf("on the same process, one cycle after each revert (floor) and %d cycles back to back at the end (batch)\n", cycles)
-	fmt.Printf("%7s %15s %15s %15s %15s %9s %10s %8s\n",
-		"threads", "apply-window", "revert-window", "floor", "floor-batch", "win/floor", "total-med", "attempts")
+	fmt.Printf("%3s %7s %15s %15s %15s %15s %9s %10s %8s\n",
+		"pin", "threads", "apply-window", "revert-window", "floor", "floor-batch", "win/floor", "total-med", "attempts")
 	for _, r := range rows {
-		fmt.Printf("%7d %15s %15s %15s %15s %9.2f %10s %8s\n", r.threads,
+		fmt.Printf("%3s %7d %15s %15s %15s %15s %9.2f %10s %8s\n", yesNo(r.pinned), r.threads,
 			mp(r.applyWin), mp(r.revertWin), mp(r.floor), us(r.batchMed)+"/"+us(r.batchP99),
 			r.ratio(), us(r.total.med()), fmt.Sprintf("%d/%d", r.attempts, r.maxAttempts))
 	}
-	if r := rows[len(rows)-1]; r.threads == 64 {
-		met := r.ratio() <= 1.5 && r.applyWin.med() < time.Millisecond
-		fmt.Printf("goal at 64 threads (apply window median <= 1.5x floor and < 1 ms): met=%v (%.2fx, %v)\n", met, r.ratio(), r.applyWin.med())
-	}
 	fmt.Printf("attempts: activation windows tried over all applies / most in one apply\n")
-	fmt.Printf("\nper phase (ApplyResult.Phases, RevertResult.Phases), µs median/p99; window.* split the successful window\n")
-	fmt.Printf("%-15s", "phase")
-	for _, r := range rows {
-		fmt.Printf(" %15s %15s", fmt.Sprintf("apply@%d", r.threads), fmt.Sprintf("revert@%d", r.threads))
-	}
-	fmt.Println()
-	for _, name := range rows[0].phaseOrder {
-		fmt.Printf("%-15s", name)
+	for _, pinned := range pins {
+		var rs []pauseRow
 		for _, r := range rows {
-			a, v := r.applyPhases[name], r.revertPhases[name]
-			slices.Sort(a)
-			slices.Sort(v)
-			cell := func(d dist) string {
-				if len(d) == 0 {
-					return "-"
-				}
-				return mp(d)
+			if r.pinned == pinned {
+				rs = append(rs, r)
 			}
-			fmt.Printf(" %15s %15s", cell(a), cell(v))
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		fmt.Printf("\nper phase, pin=%s (ApplyResult.Phases, RevertResult.Phases), µs median/p99; window.* split the successful window\n", yesNo(pinned))
+		fmt.Printf("%-15s", "phase")
+		for _, r := range rs {
+			fmt.Printf(" %15s %15s", fmt.Sprintf("apply@%d", r.threads), fmt.Sprintf("revert@%d", r.threads))
 		}
 		fmt.Println()
+		for _, name := range rs[0].phaseOrder {
+			fmt.Printf("%-15s", name)
+			for _, r := range rs {
+				a, v := r.applyPhases[name], r.revertPhases[name]
+				slices.Sort(a)
+				slices.Sort(v)
+				cell := func(d dist) string {
+					if len(d) == 0 {
+						return "-"
+					}
+					return mp(d)
+				}
+				fmt.Printf(" %15s %15s", cell(a), cell(v))
+			}
+			fmt.Println()
+		}
 	}
 	fmt.Printf("\nseen by the target, per interval (one Apply or Revert from attach to detach; one floor.c run; idle: as long as the Apply, no tracer)\n")
 	fmt.Printf("stall: longest time no thread read the clock; gap: longest time one thread went without reading it\n")
-	fmt.Printf("%7s %15s %15s %15s %15s %11s %15s %15s %15s\n",
-		"threads", "stall-apply", "stall-revert", "stall-floor", "stall-idle", "apply/floor", "gap-apply", "gap-revert", "gap-idle")
+	fmt.Printf("%3s %7s %15s %15s %15s %15s %11s %12s %15s %15s %15s\n",
+		"pin", "threads", "stall-apply", "stall-revert", "stall-floor", "stall-idle", "apply/floor", "revert/floor", "gap-apply", "gap-revert", "gap-idle")
 	for _, r := range rows {
-		ratio := 0.0
-		if r.floorStall.med() > 0 {
-			ratio = float64(r.applyStall.med()) / float64(r.floorStall.med())
+		ratio := func(d dist) float64 {
+			if r.floorStall.med() <= 0 {
+				return 0
+			}
+			return float64(d.med()) / float64(r.floorStall.med())
 		}
-		fmt.Printf("%7d %15s %15s %15s %15s %11.2f %15s %15s %15s\n", r.threads,
-			mp(r.applyStall), mp(r.revertStall), mp(r.floorStall), mp(r.idleStall), ratio,
+		fmt.Printf("%3s %7d %15s %15s %15s %15s %11.2f %12.2f %15s %15s %15s\n", yesNo(r.pinned), r.threads,
+			mp(r.applyStall), mp(r.revertStall), mp(r.floorStall), mp(r.idleStall), ratio(r.applyStall), ratio(r.revertStall),
 			mp(r.applyGap), mp(r.revertGap), mp(r.idleGap))
 	}
+	fmt.Printf("goal: stall-apply and stall-revert medians <= 1.5x stall-floor at every size, pinned and unpinned\n")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // clockTarget is a running testdata/clock.c.
@@ -214,7 +251,7 @@ func (c clockTarget) interval(b *testing.B) (gap, stall time.Duration, work int)
 // measurePause runs the cycles on a fresh target of n threads. Each cycle:
 // Apply, Revert, one floor.c stop/resume cycle, and an idle interval as
 // long as the Apply; the target reports what it saw after each.
-func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
+func measurePause(b *testing.B, n, cycles int, consistency string, pinned bool) pauseRow {
 	b.Helper()
 	bin := fixtures.Build(b, "clock", "-O2", "-pthread", "testdata/clock.c")
 	so := mod(b, "benchfix.c")
@@ -223,6 +260,9 @@ func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
 	tg := fixture.Start(b, bin, strconv.Itoa(n))
 	b.Cleanup(func() { _ = tg.Stdin.Close() })
 	tg.WaitPrefix(b, 0, 10*time.Second, "ready")
+	if pinned {
+		pin(b, tg.Pid)
+	}
 	c := clockTarget{tg: tg}
 	c.interval(b) // start the first interval here
 
@@ -232,7 +272,7 @@ func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
 			b.Fatalf("cycle %d, after %s: work(1) = %d; want %d", cycle, what, got, want)
 		}
 	}
-	row := pauseRow{threads: n, consistency: consistency, applyPhases: map[string]dist{}, revertPhases: map[string]dist{}}
+	row := pauseRow{threads: n, pinned: pinned, consistency: consistency, applyPhases: map[string]dist{}, revertPhases: map[string]dist{}}
 	ctx := context.Background()
 	opts := Options{Consistency: consistency}
 	for i := range cycles {
@@ -290,8 +330,8 @@ func measurePause(b *testing.B, n, cycles int, consistency string) pauseRow {
 	// The target survived every tracer and runs the original work().
 	_, _, w := c.interval(b)
 	check(cycles, "floor", w, unpatched)
-	b.Logf("threads=%d consistency=%s: apply window median %v p99 %v, revert window median %v, floor median %v p99 %v (batch median %v), ratio %.2f; stall apply median %v floor median %v idle median %v; total apply median %v; %d attempts for %d applies",
-		n, consistency, row.applyWin.med(), row.applyWin.p99(), row.revertWin.med(), row.floor.med(), row.floor.p99(), row.batchMed, row.ratio(),
+	b.Logf("pin=%s threads=%d consistency=%s: apply window median %v p99 %v, revert window median %v, floor median %v p99 %v (batch median %v), ratio %.2f; stall apply median %v floor median %v idle median %v; total apply median %v; %d attempts for %d applies",
+		yesNo(pinned), n, consistency, row.applyWin.med(), row.applyWin.p99(), row.revertWin.med(), row.floor.med(), row.floor.p99(), row.batchMed, row.ratio(),
 		row.applyStall.med(), row.floorStall.med(), row.idleStall.med(), row.total.med(), row.attempts, cycles)
 	return row
 }
@@ -342,4 +382,48 @@ func (f floorRunner) run(b *testing.B, pid, want, cycles int) (med, p99 time.Dur
 		b.Fatalf("floor stopped %d threads; want %d", v[2], want)
 	}
 	return time.Duration(v[0]), time.Duration(v[1])
+}
+
+// pin puts every thread of the target pid on the first CPU this process may
+// use and every thread of this process (the engine's tracer among them, and
+// whatever it starts later, floor.c included) on the second, until b ends.
+// Threads created later inherit the mask of their creator.
+func pin(b *testing.B, pid int) {
+	b.Helper()
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		b.Fatalf("sched_getaffinity: %v", err)
+	}
+	var cpus []int
+	for c := 0; c < 1024 && len(cpus) < 2; c++ {
+		if all.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	if len(cpus) < 2 {
+		b.Skipf("pinned: needs two CPUs, this process may use %d", all.Count())
+	}
+	setAll := func(pid int, set *unix.CPUSet) {
+		tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			b.Fatalf("listing threads of pid %d: %v", pid, err)
+		}
+		for _, e := range tids {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			// ESRCH: the thread has exited meanwhile.
+			if err := unix.SchedSetaffinity(tid, set); err != nil && err != unix.ESRCH {
+				b.Fatalf("sched_setaffinity of thread %d of pid %d: %v", tid, pid, err)
+			}
+		}
+	}
+	var target, tracer unix.CPUSet
+	target.Set(cpus[0])
+	tracer.Set(cpus[1])
+	setAll(os.Getpid(), &tracer)
+	b.Cleanup(func() { setAll(os.Getpid(), &all) })
+	setAll(pid, &target)
+	b.Logf("pinned: target pid %d on CPU %d, tracer (pid %d) and floor.c on CPU %d", pid, cpus[0], os.Getpid(), cpus[1])
 }
