@@ -41,6 +41,7 @@ type window struct {
 
 	// Buffers reused across attempts and threads, allocated by prepare.
 	threads  []patchsite.Thread
+	reads    []ptrace.ReadReq
 	words    []uint64
 	capacity int
 }
@@ -128,7 +129,9 @@ func (w *window) injected(i int) error {
 // snapshot reads every stopped thread's instruction pointer and the raw
 // words of its stack from the stack pointer up, bounded by stackScan and by
 // the end of the stack's mapping. It runs inside the window, so it does not
-// allocate unless the target has more threads than prepare saw.
+// allocate unless the target has more threads than prepare saw. The
+// registers were read as each thread stopped (ptrace prefetches them); the
+// stacks are read together, in one system call for all threads.
 func (w *window) snapshot(s *ptrace.Stopped) ([]patchsite.Thread, error) {
 	tids := s.Threads()
 	words := w.stackScan / 8
@@ -136,6 +139,7 @@ func (w *window) snapshot(s *ptrace.Stopped) ([]patchsite.Thread, error) {
 		w.prepare(len(tids))
 	}
 	w.threads = w.threads[:0]
+	w.reads = w.reads[:0]
 	for i, tid := range tids {
 		regs, err := s.Regs(tid)
 		if err != nil {
@@ -148,8 +152,12 @@ func (w *window) snapshot(s *ptrace.Stopped) ([]patchsite.Thread, error) {
 		}
 		// x86-64 is little-endian: the stack's bytes are its words.
 		buf := unsafe.Slice((*byte)(unsafe.Pointer(&stack[0])), n)
-		got := s.ReadAvail(regs.Rsp, buf)
-		w.threads = append(w.threads, patchsite.Thread{Tid: tid, IP: regs.Rip, Stack: stack[:got/8]})
+		w.reads = append(w.reads, ptrace.ReadReq{Addr: regs.Rsp, Buf: buf})
+		w.threads = append(w.threads, patchsite.Thread{Tid: tid, IP: regs.Rip, Stack: stack})
+	}
+	s.ReadAvailBatch(w.reads)
+	for i := range w.threads {
+		w.threads[i].Stack = w.threads[i].Stack[:w.reads[i].Got/8]
 	}
 	return w.threads, nil
 }
@@ -160,6 +168,7 @@ func (w *window) prepare(n int) {
 	w.capacity = n + n/4 + 4
 	w.words = make([]uint64, w.capacity*(w.stackScan/8))
 	w.threads = make([]patchsite.Thread, 0, w.capacity)
+	w.reads = make([]ptrace.ReadReq, 0, w.capacity)
 }
 
 func findMapping(maps []proc.Mapping, addr uint64) (proc.Mapping, bool) {

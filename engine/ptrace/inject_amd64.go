@@ -207,6 +207,7 @@ func (p *Process) runInjected(ctx context.Context, t *thread, s *saved, setup fu
 	if err := setup(&r); err != nil {
 		return 0, err
 	}
+	t.regsOK = false
 	if err := unix.PtraceSetRegs(t.tid, &r); err != nil {
 		return 0, fmt.Errorf("setting registers of thread %d: %w", t.tid, err)
 	}

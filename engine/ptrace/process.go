@@ -36,6 +36,15 @@ type Process struct {
 	inflight *saved
 	// longest is the longest all-threads stop so far (LongestStop).
 	longest time.Duration
+	// prefetch is set while a stop-the-world window stops the threads:
+	// each thread's registers are read as soon as it reports its stop,
+	// while others are still stopping, instead of after the last one.
+	prefetch bool
+	// Scratch of readAvailBatch, kept across windows.
+	iovLocal  []unix.Iovec
+	iovRemote []unix.RemoteIovec
+	// noBatch is set once process_vm_readv proved unusable here.
+	noBatch bool
 }
 
 type threadState int
@@ -60,6 +69,11 @@ type thread struct {
 	waited bool
 	// statFd is /proc/PID/task/TID/stat, opened on first use (0: not yet).
 	statFd int
+	// regs holds the registers read at the thread's current stop when
+	// regsOK: a thread in ptrace-stop cannot change them, only we can
+	// (setRegs and resuming clear regsOK).
+	regs   Regs
+	regsOK bool
 }
 
 // saved is a thread's register state before an injection.
@@ -297,6 +311,7 @@ func (p *Process) handle(t *thread, ws unix.WaitStatus, keepRunning bool) bool {
 		return false
 	}
 	t.state = stopped
+	t.regsOK = false
 	sig := ws.StopSignal()
 	// TrapCause is -1 for a stop by any signal but SIGTRAP.
 	switch event := ws.TrapCause(); {
@@ -353,6 +368,7 @@ func (p *Process) resume(t *thread) {
 	// pump collects its exit.
 	_ = err
 	t.state = running
+	t.regsOK = false
 }
 
 func (p *Process) sortedThreads() []*thread {
@@ -409,9 +425,12 @@ func (p *Process) detachAll() {
 }
 
 // detachStopped detaches every stopped thread, delivering the signals held
-// for it; threads still running stay attached.
+// for it; threads still running stay attached. The bookkeeping (closing
+// each thread's stat file) waits until every thread is let go: the target
+// is stopped until the last detach.
 func (p *Process) detachStopped() {
-	for _, t := range p.sortedThreads() {
+	var gone []*thread
+	for _, t := range p.threads {
 		if t.state != stopped {
 			continue
 		}
@@ -425,6 +444,9 @@ func (p *Process) detachStopped() {
 		for _, s := range t.sigs[min(1, len(t.sigs)):] {
 			_ = unix.Tgkill(p.pid, t.tid, unix.Signal(s))
 		}
+		gone = append(gone, t)
+	}
+	for _, t := range gone {
 		p.forget(t)
 	}
 }

@@ -564,3 +564,110 @@ func TestWithStoppedReleaseDetaches(t *testing.T) {
 	}
 	ticks(t, tg, 2)
 }
+
+// TestReadAvailBatchMatchesReadAvail: the batched read returns for every
+// request what ReadAvail returns for it alone, also where process_vm_readv
+// stops: at a PROT_NONE page (which /proc/PID/mem still reads) and at a
+// hole in the address space.
+func TestReadAvailBatchMatchesReadAvail(t *testing.T) {
+	tg, _ := target(t, "2", "1")
+	p := attach(t, tg.Pid)
+	ctx := context.Background()
+	// Pages: A rw, B PROT_NONE, C rw, D unmapped (a hole).
+	addr, err := p.Syscall(ctx, unix.SYS_MMAP, 0, 4*4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	if _, err := p.Syscall(ctx, unix.SYS_MUNMAP, addr+3*4096, 4096); err != nil {
+		t.Fatalf("munmap: %v", err)
+	}
+	fill := make([]byte, 3*4096)
+	for i := range fill {
+		fill[i] = byte(i*7 + 1)
+	}
+	if err := p.WriteMem(addr, fill); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Syscall(ctx, unix.SYS_MPROTECT, addr+4096, 4096, unix.PROT_NONE); err != nil {
+		t.Fatalf("mprotect: %v", err)
+	}
+	a, b, c := addr, addr+4096, addr+2*4096
+	spans := []struct {
+		at   uint64
+		size int
+	}{
+		{a, 100}, {a + 4000, 300}, {b + 10, 50}, {c + 4000, 300}, {c, 0}, {a + 8, 4000}, {c + 100, 200},
+	}
+	want := make([]ReadReq, len(spans))
+	got := make([]ReadReq, len(spans))
+	for i, sp := range spans {
+		want[i] = ReadReq{Addr: sp.at, Buf: make([]byte, sp.size)}
+		got[i] = ReadReq{Addr: sp.at, Buf: make([]byte, sp.size)}
+	}
+	err = p.WithStopped(ctx, func(s *Stopped) error {
+		for i := range want {
+			want[i].Got = s.ReadAvail(want[i].Addr, want[i].Buf)
+		}
+		s.ReadAvailBatch(got)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i].Got != want[i].Got || !slices.Equal(got[i].Buf[:got[i].Got], want[i].Buf[:want[i].Got]) {
+			t.Errorf("request %d (%#x+%d): batch read %d bytes, ReadAvail %d (or the bytes differ)", i, spans[i].at, spans[i].size, got[i].Got, want[i].Got)
+		}
+	}
+	// The plain cases read whole, the hole cuts the read at C's end.
+	if got[0].Got != 100 || got[5].Got != 4000 || got[6].Got != 200 || got[3].Got != 96 {
+		t.Errorf("batch read %d, %d, %d, %d bytes; want 100, 4000, 200, 96", got[0].Got, got[5].Got, got[6].Got, got[3].Got)
+	}
+	if !slices.Equal(got[5].Buf, fill[8:4008]) {
+		t.Errorf("batch read wrong bytes at %#x", a+8)
+	}
+}
+
+// TestStoppedRegsMatchThreads: inside a window, Regs (read as each thread
+// stopped) equals what PTRACE_GETREGS reads now, and after SetRegs it is
+// what was set.
+func TestStoppedRegsMatchThreads(t *testing.T) {
+	tg, _ := target(t, "3", "2")
+	p := attach(t, tg.Pid)
+	for range 3 {
+		err := p.WithStopped(context.Background(), func(s *Stopped) error {
+			for _, tid := range s.Threads() {
+				r, err := s.Regs(tid)
+				if err != nil {
+					return err
+				}
+				var now Regs
+				if err := unix.PtraceGetRegs(tid, &now); err != nil {
+					return err
+				}
+				if r != now {
+					t.Errorf("thread %d: Regs rip %#x rsp %#x; the thread has rip %#x rsp %#x", tid, r.Rip, r.Rsp, now.Rip, now.Rsp)
+				}
+				if !s.p.threads[tid].regsOK {
+					t.Errorf("thread %d: registers not read as it stopped", tid)
+				}
+				r.R15 ^= 1
+				if err := s.SetRegs(tid, r); err != nil {
+					return err
+				}
+				if back, err := s.Regs(tid); err != nil || back != r {
+					t.Errorf("thread %d: Regs after SetRegs r15 %#x, %v; want %#x", tid, back.R15, err, r.R15)
+				}
+				r.R15 ^= 1
+				if err := s.SetRegs(tid, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ticks(t, tg, 2)
+}

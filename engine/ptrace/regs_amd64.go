@@ -41,10 +41,20 @@ func (p *Process) setRegs(tid int, r Regs) error {
 	if err := p.checkStopped(tid); err != nil {
 		return err
 	}
+	p.threads[tid].regsOK = false
 	if err := unix.PtraceSetRegs(tid, &r); err != nil {
 		return fmt.Errorf("writing registers of thread %d: %w", tid, err)
 	}
 	return nil
+}
+
+// stoppedRegs is getRegs that answers from the registers read when the
+// thread stopped, when they were (prefetch).
+func (p *Process) stoppedRegs(tid int) (Regs, error) {
+	if t := p.threads[tid]; t != nil && t.regsOK && t.state == stopped {
+		return t.regs, nil
+	}
+	return p.getRegs(tid)
 }
 
 func (p *Process) checkStopped(tid int) error {
@@ -90,6 +100,9 @@ func (p *Process) save(tid int) (*saved, error) {
 }
 
 func (p *Process) restore(s *saved) error {
+	if t := p.threads[s.tid]; t != nil {
+		t.regsOK = false
+	}
 	if err := unix.PtraceSetRegs(s.tid, &s.regs); err != nil {
 		return fmt.Errorf("restoring registers of thread %d: %w", s.tid, err)
 	}

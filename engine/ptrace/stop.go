@@ -29,8 +29,10 @@ func (s *Stopped) Threads() []int {
 	return tids
 }
 
-// Regs reads a stopped thread's general registers.
-func (s *Stopped) Regs(tid int) (Regs, error) { return s.p.getRegs(tid) }
+// Regs reads a stopped thread's general registers. Within a window they
+// were read as the thread reported its stop, while the others were still
+// stopping: a thread in ptrace-stop cannot change them.
+func (s *Stopped) Regs(tid int) (Regs, error) { return s.p.stoppedRegs(tid) }
 
 // SetRegs writes a stopped thread's general registers.
 func (s *Stopped) SetRegs(tid int, r Regs) error { return s.p.setRegs(tid, r) }
@@ -41,6 +43,11 @@ func (s *Stopped) ReadMem(addr uint64, buf []byte) error { return s.p.readMem(ad
 // ReadAvail reads as much of buf as is mapped from addr on and returns the
 // count: a stack read stops cleanly at the end of its mapping.
 func (s *Stopped) ReadAvail(addr uint64, buf []byte) int { return s.p.readAvail(addr, buf) }
+
+// ReadAvailBatch is ReadAvail for every request, reading all of them in as
+// few system calls as it can (process_vm_readv); each request's Got is set
+// to the count read from Addr on.
+func (s *Stopped) ReadAvailBatch(reqs []ReadReq) { s.p.readAvailBatch(reqs) }
 
 // WriteMem writes target memory, read-only code pages included.
 func (s *Stopped) WriteMem(addr uint64, data []byte) error { return s.p.writeMem(addr, data) }
@@ -63,7 +70,7 @@ func (p *Process) WithStoppedTimed(ctx context.Context, fn func(*Stopped) error)
 	var window time.Duration
 	err := p.do(func() error {
 		start := time.Now()
-		if err := p.stopAll(ctx); err != nil {
+		if err := p.stopAllPrefetch(ctx); err != nil {
 			return err
 		}
 		defer func() {
@@ -95,7 +102,7 @@ func (p *Process) WithStoppedRelease(ctx context.Context, fn func(*Stopped) (det
 	var wt WindowTimes
 	err := p.do(func() error {
 		start := time.Now()
-		if err := p.stopAll(ctx); err != nil {
+		if err := p.stopAllPrefetch(ctx); err != nil {
 			return err
 		}
 		stopped := time.Now()
@@ -151,6 +158,14 @@ func (p *Process) ResumeAll() error {
 	return p.do(func() error { p.resumeAll(); return nil })
 }
 
+// stopAllPrefetch is stopAll that reads each thread's registers as soon
+// as it has stopped (Stopped.Regs answers from them).
+func (p *Process) stopAllPrefetch(ctx context.Context) error {
+	p.prefetch = true
+	defer func() { p.prefetch = false }()
+	return p.stopAll(ctx)
+}
+
 // stopAll interrupts every running thread and waits until each is in a
 // ptrace-stop. New threads that appear while stopping are stopped too. If
 // the deadline passes first, the threads already stopped are resumed.
@@ -204,6 +219,9 @@ func (p *Process) waitStopped(ctx context.Context, pending []*thread, timeout ti
 	collect := func(t *thread, ws unix.WaitStatus) {
 		p.born = nil
 		p.handle(t, ws, false)
+		if p.prefetch && t.state == stopped && p.threads[t.tid] == t {
+			t.regsOK = unix.PtraceGetRegs(t.tid, &t.regs) == nil
+		}
 		if p.born != nil {
 			wait(p.born)
 		}
