@@ -16,13 +16,13 @@ import (
 	"lp/config"
 	"lp/fsm"
 	"lp/heartbeat"
+	"lp/internal/auth"
 )
 
 // agent reconciles this node's targets with its desired patch stacks. It
 // runs on one goroutine (agentLoop); nothing here is shared.
 type agent struct {
-	n      *Node
-	client *api.Client // this node's own API: writes are forwarded to the leader
+	n *Node // writes go through n.commit (or, trial reports, reportTrial)
 
 	failed     map[string]failedAttempt // "target pid" -> the last failed attempt
 	lastReport map[string]sentReport    // target -> the last observation sent
@@ -53,7 +53,7 @@ type sentReport struct {
 
 func (n *Node) agentLoop() {
 	a := &agent{
-		n: n, client: n.internalClient(n.apiAddr),
+		n:      n,
 		failed: map[string]failedAttempt{}, lastReport: map[string]sentReport{},
 		hook: newHookState(),
 	}
@@ -272,7 +272,8 @@ func (a *agent) register(ctx context.Context) error {
 		Roles: n.cfg.Node.Roles, FailoverAfter: n.cfg.Node.FailoverAfter, ExecChecks: n.cfg.Node.ExecChecks,
 		PeerChecks: len(n.cfg.Node.PeerHealth) > 0,
 	}
-	return a.client.Do(ctx, http.MethodPost, api.PathRegister, req, nil)
+	_, err := n.commit(ctx, auth.Identity{}, registerCommand(req))
+	return err
 }
 
 // reconcileTarget makes one target's process run the desired stack (only
@@ -342,7 +343,7 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bo
 	if r, ok := a.lastReport[target]; ok && time.Since(r.at) < time.Second && reportEqual(r.obs, obs) {
 		return true // sent already; the replica has not caught up yet
 	}
-	if err := a.client.Do(ctx, http.MethodPost, api.PathObserved, obs, nil); err != nil {
+	if _, err := n.commit(ctx, auth.Identity{}, observedCommand(obs)); err != nil {
 		n.log.Warn("reporting observed state", "target", target, "err", err)
 		return false
 	}
@@ -644,7 +645,7 @@ func (a *agent) runTrial(ctx context.Context) {
 
 func (a *agent) report(ctx context.Context, f api.TrialFailure) {
 	a.lastTrialRep = time.Now()
-	if err := a.client.Do(ctx, http.MethodPost, api.PathTrialFail, f, nil); err != nil {
+	if err := a.n.reportTrial(ctx, f); err != nil {
 		a.n.log.Warn("reporting trial failure", "plan", f.Plan, "err", err)
 	}
 }

@@ -37,9 +37,11 @@ import (
 //     write and speak for any node: local lpds run as root), anyone else
 //     a reader.
 //
-// Forwarding: a follower forwards a write to the leader over its own node
+// Forwarding: a follower sends a write to the leader over its own node
 // certificate (or, plain, as local root) with the identity it
-// authenticated in api.HeaderIdentity; the leader honours that header only
+// authenticated in api.HeaderIdentity, as one command (commit.go,
+// authorized again by mayCommit) or, for what only the leader can do, as
+// the forwarded request (Node.write); the leader honours that header only
 // from a caller that is itself a node, and authorizes the request again as
 // that identity.
 type need int
@@ -48,6 +50,10 @@ const (
 	needRead need = iota
 	needOperate
 	needNode
+	// needNodeCaller: the connection must be a node's; the request acts
+	// for the identity it forwards (see commit.go), which the handler
+	// authorizes itself.
+	needNodeCaller
 )
 
 type ctxKey int
@@ -218,6 +224,12 @@ func (n *Node) handler(nd need, what string, h http.HandlerFunc) http.HandlerFun
 			ok, want = id.CanOperate(), "operator"
 		case needNode:
 			ok, want = id.IsNode(), "node"
+		case needNodeCaller:
+			caller, _, _ := n.caller(r)
+			ok, want = caller.IsNode(), "node"
+			if !ok {
+				id = caller
+			}
 		}
 		if !ok {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: %s may not %s (needs role %s)", id, what, want))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"lp/fsm"
+	"lp/internal/auth"
 )
 
 // submit stores a fake module (its bytes are its id) and submits a plan on
@@ -20,7 +21,7 @@ func (tc *testCluster) submit(patchID string, trial time.Duration, mutate func(*
 	if mutate != nil {
 		mutate(&spec)
 	}
-	res, err := l.submit(spec, []byte(patchID), nil)
+	res, err := l.submit(tc.t.Context(), auth.Identity{}, spec, []byte(patchID), nil)
 	if err != nil {
 		tc.t.Fatalf("SubmitPlan: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"lp/cluster/api"
 	"lp/config"
 	"lp/fsm"
+	"lp/internal/auth"
 )
 
 // hookMarker is the file under data_dir that holds the role epoch whose hook
@@ -81,9 +81,8 @@ func (a *agent) hooks(ctx context.Context, self fsm.Node) {
 			return
 		}
 		h.lastSent = time.Now()
-		err := a.client.Do(ctx, http.MethodPost, api.PathHook, *h.pending, nil)
-		var ae *api.Error
-		if err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusConflict) {
+		_, err := n.commit(ctx, auth.Identity{}, hookCommand(*h.pending))
+		if err != nil && !isConflict(err) {
 			n.log.Warn("reporting hook", "epoch", h.pending.Epoch, "err", err)
 			return
 		}
@@ -238,7 +237,7 @@ func (a *agent) probeRole(ctx context.Context, self fsm.Node) {
 		case fsm.Role(r.role) != self.Role && time.Since(h.lastRoleSent) >= 500*time.Millisecond:
 			h.lastRoleSent = time.Now()
 			rep := api.RoleReport{Node: n.name, Role: r.role, Output: r.out}
-			if err := a.client.Do(ctx, http.MethodPost, api.PathRole, rep, nil); err != nil {
+			if _, err := n.commit(ctx, auth.Identity{}, roleCommand(rep)); err != nil {
 				n.log.Warn("reporting probed role", "role", r.role, "err", err)
 			} else {
 				n.log.Info("probed role reported", "role", r.role, "was", self.Role)

@@ -26,6 +26,7 @@ import (
 	"lp/engine/module"
 	"lp/fsm"
 	"lp/heartbeat"
+	"lp/internal/auth"
 )
 
 // maxSubmitBody bounds POST /v1/plans: a module at the FSM's cap, base64
@@ -45,22 +46,27 @@ func (n *Node) routes() http.Handler {
 	node := func(what string, h http.HandlerFunc) http.HandlerFunc {
 		return n.handler(needNode, what, n.write(h))
 	}
+	// Writes that are one command: served on any node, committed through
+	// the leader (commit.go).
+	operateHere := func(what string, h http.HandlerFunc) http.HandlerFunc { return n.handler(needOperate, what, h) }
+	nodeHere := func(what string, h http.HandlerFunc) http.HandlerFunc { return n.handler(needNode, what, h) }
 	mux.HandleFunc("GET "+api.PathStatus, read(n.handleStatus))
 	mux.HandleFunc("GET "+api.PathMembers, read(n.handleMembers))
 	mux.HandleFunc("GET "+api.PathPlans, read(n.handlePlans))
 	mux.HandleFunc("GET "+api.PathPlans+"/{id}", read(n.handlePlan))
-	mux.HandleFunc("POST "+api.PathPlans, operate("submit a plan", n.handleSubmit))
-	mux.HandleFunc("POST "+api.PathPlans+"/{id}/{action}", operate("act on a plan", n.handlePlanAction))
+	mux.HandleFunc("POST "+api.PathPlans, operateHere("submit a plan", n.handleSubmit))
+	mux.HandleFunc("POST "+api.PathPlans+"/{id}/{action}", operateHere("act on a plan", n.handlePlanAction))
 	mux.HandleFunc("POST "+api.PathRollback, operate("roll back", n.handleRollbackLatest))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/promote", operate("promote a node", n.handlePromote))
-	mux.HandleFunc("POST "+api.PathRegister, node("register a node", n.handleRegister))
-	mux.HandleFunc("POST "+api.PathObserved, node("report observed patches", n.handleObserved))
+	mux.HandleFunc("POST "+api.PathRegister, nodeHere("register a node", n.handleRegister))
+	mux.HandleFunc("POST "+api.PathObserved, nodeHere("report observed patches", n.handleObserved))
 	mux.HandleFunc("POST "+api.PathTrialFail, node("report a trial failure", n.handleTrialFailure))
-	mux.HandleFunc("POST "+api.PathHook, node("report a hook", n.handleHook))
-	mux.HandleFunc("POST "+api.PathRole, node("report a role", n.handleRole))
+	mux.HandleFunc("POST "+api.PathHook, nodeHere("report a hook", n.handleHook))
+	mux.HandleFunc("POST "+api.PathRole, nodeHere("report a role", n.handleRole))
 	mux.HandleFunc("POST "+api.PathReadIndex, node("ask for the read index", n.handleReadIndex))
-	mux.HandleFunc("POST "+api.PathPeerHealth, node("report peer health", n.handlePeerHealth))
+	mux.HandleFunc("POST "+api.PathPeerHealth, nodeHere("report peer health", n.handlePeerHealth))
 	mux.HandleFunc("GET "+api.PathModules+"/{sha256}", n.handler(needNode, "fetch a module", n.handleModule))
+	mux.HandleFunc("POST "+api.PathCommit, n.handler(needNodeCaller, "commit a command", n.handleCommit))
 	mux.HandleFunc("POST "+api.PathNodes+"/{name}/remove", operate("remove a member", n.handleRemoveMember))
 	n.routeOps(mux, read)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -518,27 +524,27 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec.SignedBy = signedBy
-	res, err := n.submit(spec, req.Module, req.Signature)
+	res, err := n.submit(r.Context(), identityOf(r), spec, req.Module, req.Signature)
 	if err != nil {
-		writeErr(w, err)
+		commitErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, api.SubmitResponse{ID: res.PlanID, PatchID: spec.PatchID})
 }
 
-// submit takes a submission on this node: the module's bytes go into its
-// store, durably, before one raft entry carries the plan with the module's
-// sha256, size and signature (the other nodes fetch the bytes by hash,
-// fetch.go). The FSM validates the plan against the state when it applies
-// the entry: a refused submission records nothing, and its file, which
-// nothing references, is collected later.
-func (n *Node) submit(spec fsm.PlanSpec, module, sig []byte) (*fsm.Result, error) {
+// submit takes a submission on this node (leader or follower): the
+// module's bytes go into its store, durably, before one raft entry carries
+// the plan with the module's sha256, size and signature (the other nodes
+// fetch the bytes by hash, fetch.go). The FSM validates the plan against
+// the state when it applies the entry: a refused submission records
+// nothing, and its file, which nothing references, is collected later.
+func (n *Node) submit(ctx context.Context, id auth.Identity, spec fsm.PlanSpec, module, sig []byte) (*fsm.Result, error) {
 	sum := hexSum(module)
 	if err := n.blobs.put(sum, module); err != nil {
 		return nil, fmt.Errorf("storing the module on %s: %w", n.name, err)
 	}
 	spec.PatchSHA256 = sum
-	return n.apply(&fsm.SubmitPlan{Spec: spec, Module: &fsm.ModuleRef{SHA256: sum, Size: len(module), PatchID: spec.PatchID, Signature: sig}})
+	return n.commit(ctx, id, &fsm.SubmitPlan{Spec: spec, Module: &fsm.ModuleRef{SHA256: sum, Size: len(module), PatchID: spec.PatchID, Signature: sig}})
 }
 
 // execRefuser names a node of the plan's pairs whose exec_checks is deny,
@@ -617,7 +623,7 @@ func (n *Node) handlePlanAction(w http.ResponseWriter, r *http.Request) {
 	if !emptyBody(w, r) {
 		return
 	}
-	n.planAction(w, r.PathValue("id"), r.PathValue("action"), identityOf(r).String())
+	n.planAction(w, r, r.PathValue("id"), r.PathValue("action"))
 }
 
 func (n *Node) handleRollbackLatest(w http.ResponseWriter, r *http.Request) {
@@ -633,12 +639,13 @@ func (n *Node) handleRollbackLatest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "there is no plan to roll back")
 		return
 	}
-	n.planAction(w, p.ID, "rollback", identityOf(r).String())
+	n.planAction(w, r, p.ID, "rollback")
 }
 
-// planAction applies an operator's action on a plan; by is the
-// authenticated identity, recorded in the history.
-func (n *Node) planAction(w http.ResponseWriter, id, action, by string) {
+// planAction applies an operator's action on a plan, recording the
+// authenticated identity in the history.
+func (n *Node) planAction(w http.ResponseWriter, r *http.Request, id, action string) {
+	by := identityOf(r).String()
 	var cmd fsm.Command
 	switch action {
 	case "rollback":
@@ -653,9 +660,9 @@ func (n *Node) planAction(w http.ResponseWriter, id, action, by string) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown plan action %q (want rollback, pause, resume or abort)", action))
 		return
 	}
-	res, err := n.apply(cmd)
+	res, err := n.commit(r.Context(), identityOf(r), cmd)
 	if err != nil {
-		writeErr(w, err)
+		commitErr(w, err)
 		return
 	}
 	resp := api.ActionResponse{Plan: id, Noop: res.Noop, Message: res.Message}
@@ -832,9 +839,9 @@ func (n *Node) handleHook(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
-	res, err := n.apply(&fsm.ReportHook{Node: req.Node, Epoch: req.Epoch, Hook: req.Hook, OK: req.OK, Skipped: req.Skipped, Output: clipText(req.Output, 400)})
+	res, err := n.commit(r.Context(), identityOf(r), hookCommand(req))
 	if err != nil {
-		writeErr(w, err)
+		commitErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, api.ActionResponse{Node: req.Node, Noop: res.Noop, Message: res.Message})
@@ -845,9 +852,9 @@ func (n *Node) handleRole(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
-	res, err := n.apply(&fsm.SetRole{Node: req.Node, Role: fsm.Role(req.Role), Probed: true, Cause: "role_probe: " + clipText(req.Output, 200)})
+	res, err := n.commit(r.Context(), identityOf(r), roleCommand(req))
 	if err != nil {
-		writeErr(w, err)
+		commitErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, api.ActionResponse{Node: req.Node, State: req.Role, Noop: res.Noop, Message: res.Message})
@@ -858,14 +865,9 @@ func (n *Node) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Name) {
 		return
 	}
-	_, err := n.apply(&fsm.RegisterNode{
-		Name: req.Name, Pair: req.Pair, Role: fsm.Role(req.Role), Server: req.Server, Voter: req.Server,
-		APIAddr: req.APIAddr, RaftAddr: req.RaftAddr, GossipAddr: req.GossipAddr, Targets: req.Targets, Healthy: req.Healthy,
-		Roles: req.Roles, FailoverAfter: req.FailoverAfter, NoExec: req.ExecChecks == config.ExecDeny,
-		PeerChecks: req.PeerChecks,
-	})
+	_, err := n.commit(r.Context(), identityOf(r), registerCommand(req))
 	if err != nil {
-		writeErr(w, err)
+		commitErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
@@ -876,8 +878,8 @@ func (n *Node) handlePeerHealth(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
-	if _, err := n.apply(&fsm.SetPeerHealth{Node: req.Node, Peer: req.Peer, Check: req.Check, Output: req.Output}); err != nil {
-		writeErr(w, err)
+	if _, err := n.commit(r.Context(), identityOf(r), peerHealthCommand(req)); err != nil {
+		commitErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
@@ -903,10 +905,9 @@ func (n *Node) handleObserved(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, maxBody, &req) || !speaksFor(w, r, req.Node) {
 		return
 	}
-	_, err := n.apply(&fsm.ReportObserved{Node: req.Node, Target: req.Target, Pid: req.Pid, PidStart: req.PidStart,
-		Active: req.Active, Unmanaged: req.Unmanaged, Error: req.Error, Pause: req.Pause, Processes: req.Processes})
+	_, err := n.commit(r.Context(), identityOf(r), observedCommand(req))
 	if err != nil {
-		writeErr(w, err)
+		commitErr(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})

@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"lp/cluster/api"
 	"lp/fsm"
 	"lp/heartbeat"
+	"lp/internal/auth"
 )
 
 // peerState is the agent's peer_health runner: the checks run against the
@@ -73,7 +73,7 @@ func (a *agent) peerHealth(ctx context.Context, self fsm.Node) {
 	if rep == a.peer.sent && time.Since(a.peer.sentAt) < time.Second {
 		return // sent already; the replica has not caught up yet
 	}
-	if err := a.client.Do(ctx, http.MethodPost, api.PathPeerHealth, rep, nil); err != nil {
+	if _, err := n.commit(ctx, auth.Identity{}, peerHealthCommand(rep)); err != nil {
 		n.log.Warn("reporting peer health", "peer", peer, "err", err)
 		return
 	}

@@ -31,6 +31,8 @@ type Client struct {
 	Base  string // e.g. http://127.0.0.1:7070 or https://lpd.example:7070
 	HTTP  *http.Client
 	Token string // bearer token sent with every request, when set
+	// Header holds further headers sent with every request.
+	Header http.Header
 }
 
 // NewClient returns a client for the lpd at addr ("http://host:port" or
@@ -71,6 +73,9 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, i
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	for k, v := range c.Header {
+		req.Header[k] = v
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -22,6 +22,7 @@ const (
 	PathReadIndex  = "/v1/internal/read-index"
 	PathPeerHealth = "/v1/internal/peer-health"
 	PathModules    = "/v1/internal/modules" // GET PathModules/SHA256: a module's bytes, node to node
+	PathCommit     = "/v1/internal/commit"  // a command a follower sends to the leader
 
 	// HeaderForwarded marks a request a follower forwarded to the leader,
 	// so that it is never forwarded twice.
@@ -35,6 +36,21 @@ const (
 	// from a caller that is itself a node.
 	HeaderIdentity = "X-Lp-Identity"
 )
+
+// CommitRequest is POST /v1/internal/commit: one command, encoded as a
+// raft entry (the leader re-stamps its time).
+type CommitRequest struct {
+	Entry json.RawMessage `json:"entry"`
+}
+
+// CommitResponse is the leader's answer to a CommitRequest: the raft
+// index the command was applied at and the FSM's result.
+type CommitResponse struct {
+	Index   uint64 `json:"index"`
+	Noop    bool   `json:"noop,omitempty"`
+	Message string `json:"message,omitempty"`
+	PlanID  string `json:"plan_id,omitempty"`
+}
 
 // ErrorBody is the body of every error answer.
 type ErrorBody struct {
