@@ -46,11 +46,13 @@ func TestCommitThroughFollower(t *testing.T) {
 			break
 		}
 	}
-	res, err := f.commit(t.Context(), auth.Identity{}, &fsm.ReportObserved{Node: f.Name(), Target: "svc", Pid: 4242, Error: "test report"})
+	// A target the node's agent does not report, so that nothing but this
+	// commit writes it.
+	res, err := f.commit(t.Context(), auth.Identity{}, &fsm.ReportObserved{Node: f.Name(), Target: "test-only", Pid: 4242, Error: "test report"})
 	if err != nil {
 		t.Fatalf("commit through follower %s: %v", f.Name(), err)
 	}
-	if got := f.State().Observed[f.Name()]["svc"]; got.Pid != 4242 || res.Index == 0 || f.raft.AppliedIndex() < res.Index {
+	if got := f.State().Observed[f.Name()]["test-only"]; got.Pid != 4242 || res.Index == 0 || f.raft.AppliedIndex() < res.Index {
 		t.Errorf("follower's replica after commit: %+v (applied %d, commit index %d); want the report", got, f.raft.AppliedIndex(), res.Index)
 	}
 	// Refused by the leader's FSM: the same refusal on the follower.
