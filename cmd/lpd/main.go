@@ -38,6 +38,7 @@ import (
 	"lp/config"
 	"lp/engine"
 	"lp/heartbeat"
+	"lp/internal/logq"
 	"lp/internal/sched"
 )
 
@@ -87,6 +88,9 @@ or SIGINT, then leaves the cluster gracefully and exits 0.`,
 }
 
 // serve runs the node until a signal; it returns the exit status.
+// logQueueBytes bounds the log lines queued while the output is blocked.
+const logQueueBytes = 8 << 20
+
 func serve(path, level, timing, prio string, rejoin bool, stderr io.Writer) int {
 	// Catch SIGTERM and SIGINT first, so that a signal during start-up
 	// still ends in a graceful leave.
@@ -112,7 +116,13 @@ func serve(path, level, timing, prio string, rejoin bool, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "lpd: bad --gossip-timing %q: want lan-fast or lan\n", timing)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	// Log lines queue in memory and one goroutine writes them out: a
+	// write held by a busy disk must not stall gossip (package logq).
+	// Errors go through the same queue, so they stay the last line.
+	out := logq.New(stderr, logQueueBytes)
+	defer out.Close()
+	stderr = out
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: lv}))
 
 	n, err := config.LoadNode(path)
 	if err != nil {
