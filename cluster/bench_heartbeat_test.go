@@ -33,6 +33,8 @@ import (
 //     during its trial and measures the time to the plan's failure (the
 //     time of the plan's running -> rolling_back event in its history).
 //
+// LP_HB_BENCH_KEEP=DIR copies every lpd's log to DIR at the end.
+//
 // LP_HB_BENCH_LOADS (oversubscription factors, default 0,2,6) and
 // LP_HB_BENCH_WRITERS (dsync writer counts, default 0,2) pick the rows.
 //
@@ -61,6 +63,18 @@ func BenchmarkLoadedHeartbeat(b *testing.B) {
 		{name: "b2", pair: "pair-2", role: "standby", service: true, yaml: "failover_after: 1h\n"},
 	}
 	c := startLPDs(b, specs, args...)
+	if keep := os.Getenv("LP_HB_BENCH_KEEP"); keep != "" {
+		// Registered after startLPDs' cleanups, so it runs before them:
+		// the lpds have stopped writing only once those ran, which is
+		// good enough for reading what happened.
+		b.Cleanup(func() {
+			for _, name := range c.order {
+				if data, err := os.ReadFile(c.procs[name].log); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, name+".log"), data, 0o644)
+				}
+			}
+		})
+	}
 	c.writePlan("fix.yaml", "name: hb\npatch: fix.so\ntarget: svc\npairs: [pair-1, pair-2]\ntrial: 1s\nprogress_deadline: 5m\n")
 	stopPlan := c.writePlan("stop.yaml", "name: hb-stop\npatch: fix.so\ntarget: svc\npairs: [pair-2]\ntrial: 1m\nprogress_deadline: 5m\n")
 	type row struct {
