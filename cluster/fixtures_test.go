@@ -76,7 +76,7 @@ func TestMain(m *testing.M) {
 	// In-process nodes gossip at lpd's default priority, as they would in
 	// lpd (which raises itself: the lpd processes tests start do too).
 	// Without the privilege this changes nothing.
-	_, stop, _ := sched.Raise(sched.Priority{Nice: config.DefaultNice})
+	_, _, stop, _ := sched.Raise(sched.Priority{Nice: config.DefaultNice}, nil)
 	code := m.Run()
 	stop()
 	if built.dir != "" {

@@ -115,12 +115,17 @@ func (h *Heartbeat) validate() error {
 // saturate the CPUs. Processes lpd starts (health checks, hooks) keep the
 // normal priority.
 type Priority struct {
-	Nice int // nice: nice level -20..19 of lpd's threads; default -10, 0 leaves it alone
-	RT   int // rt: SCHED_RR priority 1-99 instead of a nice level; default 0 (none)
+	Nice int // nice: nice level -20..19 of lpd's threads (the fallback with rt); default -10, 0 leaves it alone
+	RT   int // rt: SCHED_RR priority 1-99, guarded by a CPU budget; default 1, 0: none
 }
 
-// DefaultNice is the nice level lpd's threads get by default.
+// DefaultNice is the nice level lpd's threads get without a real-time
+// priority, or when theirs is refused or over its CPU budget.
 const DefaultNice = -10
+
+// DefaultRT is lpd's default real-time priority: the lowest, above every
+// normal thread and below any other real-time one.
+const DefaultRT = 1
 
 func priorityFields(p *Priority) []field {
 	return []field{

@@ -62,7 +62,7 @@ type Node struct {
 	Heartbeat       Heartbeat         // heartbeat: gossip timing; default timing lan-fast
 	Raft            Raft              // raft: raft timeouts and log compaction; default DefaultRaft
 	Retention       Retention         // retention: history and finished plans kept; default DefaultRetention
-	Priority        Priority          // priority: CPU priority of lpd's threads; default nice -10
+	Priority        Priority          // priority: CPU priority of lpd's threads; default rr 1, falling back to nice -10
 	Insecure        bool              // insecure: allow a non-loopback bind without tls (lpd warns at every start)
 	Tokens          []Token           // tokens: bearer tokens for tools that cannot hold a certificate
 	ExecChecks      string            // exec_checks: ExecAllow (default) or ExecDeny: may plans run exec checks here
@@ -138,7 +138,7 @@ func DefaultNode() Node {
 		Heartbeat:     Heartbeat{Timing: TimingLANFast},
 		Raft:          DefaultRaft(),
 		Retention:     DefaultRetention(),
-		Priority:      Priority{Nice: DefaultNice},
+		Priority:      Priority{Nice: DefaultNice, RT: DefaultRT},
 	}
 }
 

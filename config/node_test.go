@@ -88,7 +88,7 @@ func TestLoadNodeDesignExample(t *testing.T) {
 		Heartbeat:   Heartbeat{Timing: TimingLANFast},
 		Raft:        DefaultRaft(),
 		Retention:   DefaultRetention(),
-		Priority:    Priority{Nice: DefaultNice},
+		Priority:    Priority{Nice: DefaultNice, RT: DefaultRT},
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("LoadNode(%s) =\n%+v\nwant\n%+v", path, n, want)

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	// default priority, as they would in lpd, so that a busy machine
 	// delays them no more than it delays lpd. Without the privilege this
 	// changes nothing.
-	_, stop, _ := sched.Raise(sched.Priority{Nice: config.DefaultNice})
+	_, _, stop, _ := sched.Raise(sched.Priority{Nice: config.DefaultNice}, nil)
 	defer stop()
 	if name := os.Getenv(childEnv); name != "" {
 		os.Exit(runChild(name))

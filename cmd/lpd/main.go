@@ -149,10 +149,13 @@ func serve(path, level, timing, prio string, rejoin bool, stderr io.Writer) int 
 	var (
 		threads  int
 		raiseErr error
+		got      = p
 	)
 	if !p.IsZero() {
 		var stopRaise func()
-		threads, stopRaise, raiseErr = sched.Raise(p)
+		got, threads, stopRaise, raiseErr = sched.Raise(p, func(now sched.Priority, why string) {
+			log.Warn("CPU priority of lpd's threads changed", "priority", now.String(), "why", why)
+		})
 		defer stopRaise()
 	}
 	cfg := cluster.FromNode(n)
@@ -176,6 +179,9 @@ func serve(path, level, timing, prio string, rejoin bool, stderr io.Writer) int 
 	}
 	switch {
 	case p.IsZero():
+	case raiseErr != nil && !got.IsZero():
+		log.Warn("real-time priority refused; lpd runs at its fallback nice level, and heartbeats may be late on a saturated machine",
+			"wanted", p.String(), "priority", got.String(), "threads", threads, "err", raiseErr)
 	case raiseErr != nil:
 		log.Warn("cannot raise lpd's CPU priority; heartbeats may be late on a saturated machine", "priority", p.String(), "err", raiseErr)
 	default:
@@ -221,7 +227,7 @@ func parsePriority(s string) (sched.Priority, error) {
 	case kind == "nice" && err == nil:
 		p.Nice = v
 	case kind == "rr" && err == nil && v > 0:
-		p.RT = v
+		p.RT, p.Nice = v, config.DefaultNice // the nice level is the fallback
 	default:
 		return p, errors.New("want normal, nice:N or rr:N")
 	}
