@@ -38,7 +38,7 @@ import (
 // LP_HB_BENCH_LOADS (oversubscription factors, default 0,2,6) and
 // LP_HB_BENCH_WRITERS (dsync writer counts, default 0,2) pick the rows.
 //
-// lpd runs with its default priority (lpd.yaml priority: nice -10), or with
+// lpd runs with its default priority (lpd.yaml priority: rr 1 with a CPU budget, nice -10 as fallback), or with
 // LP_HB_PRIORITY (lpd --priority: normal, nice:N or rr:N) to compare.
 //
 // Run: go test -run '^$' -bench LoadedHeartbeat -benchtime 1x -timeout 30m ./cluster/
@@ -52,7 +52,7 @@ func BenchmarkLoadedHeartbeat(b *testing.B) {
 	if prio != "" {
 		args = append(args, "--priority", prio)
 	} else {
-		prio = "default (nice -10)"
+		prio = "default (rr 1, fallback nice -10)"
 	}
 	requirePtrace(b)
 	specs := []lpdSpec{
