@@ -233,7 +233,13 @@ func (tc *testCluster) waitFor(d time.Duration, what string, cond func() bool) {
 // every live node's replica.
 func (tc *testCluster) registered() {
 	tc.t.Helper()
-	tc.waitFor(15*time.Second, "every node registered", func() bool {
+	tc.registeredWithin(15 * time.Second)
+}
+
+// registeredWithin is registered with its own budget, for large clusters.
+func (tc *testCluster) registeredWithin(d time.Duration) {
+	tc.t.Helper()
+	tc.waitFor(d, "every node registered", func() bool {
 		for _, n := range tc.nodes {
 			s := n.State()
 			for name := range tc.nodes {
