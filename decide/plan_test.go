@@ -444,38 +444,11 @@ func TestRollbackWaitsForEveryNode(t *testing.T) {
 	}
 }
 
-// checkStandbyFirst verifies over the history that no active node of a
-// plan got the patch before its standby passed its trial.
+// checkStandbyFirst fails t for each way plan id broke standby-first.
 func checkStandbyFirst(t *testing.T, s *fsm.State, id string) {
 	t.Helper()
-	p := s.Plans[id]
-	trialPassed := map[string]bool{}
-	for _, e := range s.PlanHistory(id) {
-		if pairs, ph, _ := strings.Cut(e.To, "/"); e.Kind == fsm.EventPlanPhase && e.From != "" && ph == string(fsm.PhaseActiveApply) {
-			for _, pair := range strings.Split(pairs, "+") { // a wave (max_parallel) names its pairs with +
-				trialPassed[pair] = true
-			}
-		}
-		if e.Kind == fsm.EventDesired {
-			st, _ := p.Step(e.Node)
-			if st.Side == fsm.SideActive && !trialPassed[st.Pair] && p.State != fsm.PlanRollingBack {
-				t.Errorf("history: active %s got %s before its standby passed its trial", e.Node, e.To)
-			}
-		}
-	}
-	for _, pair := range p.Spec.Pairs {
-		var sb, ac fsm.NodeStep
-		for _, st := range p.Steps {
-			if st.Pair == pair && st.Side == fsm.SideStandby {
-				sb = st
-			}
-			if st.Pair == pair && st.Side == fsm.SideActive {
-				ac = st
-			}
-		}
-		if !ac.Applied.IsZero() && (sb.TrialPassed.IsZero() || !sb.TrialPassed.Before(ac.Applied) && !sb.TrialPassed.Equal(ac.Applied)) {
-			t.Errorf("pair %s: active applied at %v; standby trial passed at %v; want standby first", pair, ac.Applied, sb.TrialPassed)
-		}
+	for _, v := range StandbyFirstViolations(s, id) {
+		t.Error(v)
 	}
 }
 
