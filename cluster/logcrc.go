@@ -3,8 +3,10 @@ package cluster
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"sync"
 
 	"github.com/hashicorp/raft"
 )
@@ -23,9 +25,24 @@ import (
 // An entry without a seal is one an older lpd wrote; it is accepted unless
 // the store was created sealed (the stable-store key logSealedKey), where
 // a missing seal means the seal itself was damaged.
+//
+// It also keeps raft able to heal a follower whose disk filled up at the
+// wrong moment. A follower that receives entries conflicting with its log
+// deletes its log's suffix (DeleteRange), then stores the new entries
+// (StoreLogs) and only then moves its last index. When that StoreLogs
+// fails (a full disk), raft keeps the old last index while the entries
+// are gone, and every later append asks for an entry that is not found:
+// the replica stops for good (seen in the fault suite: disk-full on a
+// deposed leader). So the entries a suffix deletion removes stay readable
+// from memory (limbo) until StoreLogs writes those indexes again: raft then
+// finds the old entry, sees its other term, and truncates and appends
+// again once the disk has room.
 type crcLogStore struct {
 	raft.LogStore
 	sealedOnly bool // every entry must carry a seal
+
+	mu    sync.Mutex
+	limbo map[uint64]raft.Log // sealed entries of the last suffix deletion not yet rewritten
 }
 
 // logSeal starts the Extensions of a sealed entry: the magic, the CRC of
@@ -83,25 +100,72 @@ func seal(l *raft.Log) *raft.Log {
 	return &c
 }
 
-// StoreLog seals l and stores it; l itself is not changed.
-func (s *crcLogStore) StoreLog(l *raft.Log) error {
-	return s.LogStore.StoreLog(seal(l))
-}
-
 // StoreLogs seals every entry and stores them; ls are not changed.
 func (s *crcLogStore) StoreLogs(ls []*raft.Log) error {
 	sealed := make([]*raft.Log, len(ls))
 	for i, l := range ls {
 		sealed[i] = seal(l)
 	}
-	return s.LogStore.StoreLogs(sealed)
+	if err := s.LogStore.StoreLogs(sealed); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, l := range ls {
+		delete(s.limbo, l.Index)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// StoreLog seals l and stores it; l itself is not changed.
+func (s *crcLogStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// DeleteRange deletes entries min..max. A deletion of the log's suffix
+// (raft resolving a conflict) keeps the deleted entries readable until
+// their indexes are written again; a deletion of the log's head (raft
+// compacting after a snapshot) keeps nothing.
+func (s *crcLogStore) DeleteRange(min, max uint64) error {
+	last, err := s.LogStore.LastIndex()
+	if err != nil || max < last {
+		return s.LogStore.DeleteRange(min, max)
+	}
+	// From disk, or from the limbo of an earlier deletion whose indexes
+	// were not all rewritten yet.
+	s.mu.Lock()
+	prev := s.limbo
+	s.mu.Unlock()
+	kept := make(map[uint64]raft.Log, max-min+1)
+	for i := min; i <= max && i-min < 1<<16; i++ {
+		var l raft.Log
+		if s.LogStore.GetLog(i, &l) == nil {
+			kept[i] = l
+		} else if p, ok := prev[i]; ok {
+			kept[i] = p
+		}
+	}
+	if err := s.LogStore.DeleteRange(min, max); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.limbo = kept
+	s.mu.Unlock()
+	return nil
 }
 
 // GetLog reads entry index, checks its seal and gives it back as it was
 // stored, its own Extensions restored.
 func (s *crcLogStore) GetLog(index uint64, l *raft.Log) error {
 	if err := s.LogStore.GetLog(index, l); err != nil {
-		return err
+		if !errors.Is(err, raft.ErrLogNotFound) {
+			return err
+		}
+		s.mu.Lock()
+		kept, ok := s.limbo[index]
+		s.mu.Unlock()
+		if !ok {
+			return err
+		}
+		*l = kept
 	}
 	ext := l.Extensions
 	if !bytes.HasPrefix(ext, logSeal) || len(ext) < len(logSeal)+4 {

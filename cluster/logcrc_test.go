@@ -127,3 +127,78 @@ func TestCRCLogStoreAcceptsOlderStores(t *testing.T) {
 		t.Fatal("an entry stored through the wrapper has no seal on disk")
 	}
 }
+
+// TestSuffixDeletionStaysReadableUntilRewritten: raft deletes a follower's
+// conflicting suffix, then stores the leader's entries; when that store
+// fails (a full disk) the deleted entries must stay readable, or raft,
+// which keeps its old last index, finds its log broken for good.
+func TestSuffixDeletionStaysReadableUntilRewritten(t *testing.T) {
+	bs := openBolt(t, filepath.Join(t.TempDir(), "raft.db"))
+	s, err := newCRCLogStore(bs, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []*raft.Log
+	for i := uint64(1); i <= 5; i++ {
+		ls = append(ls, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+	}
+	if err := s.StoreLogs(ls); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(3, 5); err != nil { // the suffix: a conflict
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := bs.GetLog(4, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("entry 4 still on disk after DeleteRange: %v", err)
+	}
+	// The store of the leader's entries failed: raft reads on.
+	if err := s.GetLog(4, &l); err != nil || l.Term != 1 || l.Data[0] != 4 {
+		t.Fatalf("GetLog(4) after a suffix deletion = %+v, %v; want the deleted entry", l, err)
+	}
+	// The leader's entry 3 is written: 3 reads the new one, 4 and 5 stay.
+	if err := s.StoreLog(&raft.Log{Index: 3, Term: 2, Type: raft.LogCommand, Data: []byte{33}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GetLog(3, &l); err != nil || l.Term != 2 {
+		t.Fatalf("GetLog(3) = %+v, %v; want the rewritten entry of term 2", l, err)
+	}
+	if err := s.GetLog(5, &l); err != nil || l.Term != 1 {
+		t.Fatalf("GetLog(5) = %+v, %v; want the deleted entry until rewritten", l, err)
+	}
+	// A head deletion (compaction) keeps nothing.
+	if err := s.DeleteRange(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GetLog(1, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("GetLog(1) after compaction: %v; want ErrLogNotFound", err)
+	}
+}
+
+// TestLimboSurvivesARepeatedFailure: a second conflict over entries that
+// are only in limbo keeps them readable too.
+func TestLimboSurvivesARepeatedFailure(t *testing.T) {
+	bs := openBolt(t, filepath.Join(t.TempDir(), "raft.db"))
+	s, err := newCRCLogStore(bs, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 5; i++ {
+		if err := s.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteRange(3, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreLog(&raft.Log{Index: 3, Term: 2, Type: raft.LogCommand}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(4, 5); err != nil { // 4 and 5 are only in limbo now
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := s.GetLog(5, &l); err != nil || l.Term != 1 {
+		t.Fatalf("GetLog(5) = %+v, %v; want the entry kept through both deletions", l, err)
+	}
+}
