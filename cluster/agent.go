@@ -511,7 +511,7 @@ func (a *agent) converge(ctx context.Context, target string, pid int, desired []
 	if opErr != nil {
 		n.metrics.applyErrors.Inc()
 		n.log.Warn("reconcile failed", "target", target, "pid", pid, "err", opErr)
-		a.failed[fkey] = failedAttempt{key: key, err: clipText(opErr.Error(), 400), at: time.Now()}
+		a.failed[fkey] = failedAttempt{key: key, err: fsm.ClipLine(opErr.Error(), 400), at: time.Now()}
 		return active, unmanaged, pause, a.failed[fkey].err
 	}
 	delete(a.failed, fkey)

@@ -175,11 +175,11 @@ func observedCommand(req api.ObservedRequest) *fsm.ReportObserved {
 }
 
 func hookCommand(req api.HookReport) *fsm.ReportHook {
-	return &fsm.ReportHook{Node: req.Node, Epoch: req.Epoch, Hook: req.Hook, OK: req.OK, Skipped: req.Skipped, Output: clipText(req.Output, 400)}
+	return &fsm.ReportHook{Node: req.Node, Epoch: req.Epoch, Hook: req.Hook, OK: req.OK, Skipped: req.Skipped, Output: fsm.ClipLine(req.Output, 400)}
 }
 
 func roleCommand(req api.RoleReport) *fsm.SetRole {
-	return &fsm.SetRole{Node: req.Node, Role: fsm.Role(req.Role), Probed: true, Cause: "role_probe: " + clipText(req.Output, 200)}
+	return &fsm.SetRole{Node: req.Node, Role: fsm.Role(req.Role), Probed: true, Cause: "role_probe: " + fsm.ClipLine(req.Output, 200)}
 }
 
 func peerHealthCommand(req api.PeerHealthReport) *fsm.SetPeerHealth {

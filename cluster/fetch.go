@@ -111,7 +111,7 @@ func (n *Node) fetchModule(ctx context.Context, b fsm.Blob) error {
 	if len(tried) == 0 {
 		return fmt.Errorf("module %s (%s): %w, and no other node is reachable to fetch it from", b.PatchID, b.SHA256[:16], errMissing)
 	}
-	return fmt.Errorf("module %s (%s): %w; fetching it failed: %s", b.PatchID, b.SHA256[:16], errMissing, clipText(strings.Join(tried, "; "), 600))
+	return fmt.Errorf("module %s (%s): %w; fetching it failed: %s", b.PatchID, b.SHA256[:16], errMissing, fsm.ClipLine(strings.Join(tried, "; "), 600))
 }
 
 type moduleSource struct{ name, addr string }
@@ -179,7 +179,7 @@ func reasonOf(err error) string {
 func (n *Node) handleModule(w http.ResponseWriter, r *http.Request) {
 	sum := r.PathValue("sha256")
 	if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a module's sha256 (64 lowercase hex digits)", clipText(sum, 80)))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not a module's sha256 (64 lowercase hex digits)", fsm.ClipLine(sum, 80)))
 		return
 	}
 	select {

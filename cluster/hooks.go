@@ -164,12 +164,12 @@ func runHook(ctx context.Context, n *Node, hook, command string, env []string, t
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
 		line := sc.Text()
-		n.log.Info("hook output", "hook", hook, "line", clipText(line, 400))
+		n.log.Info("hook output", "hook", hook, "line", fsm.ClipLine(line, 400))
 		if strings.TrimSpace(line) != "" {
 			last = line
 		}
 	}
-	last = clipText(last, 400)
+	last = fsm.ClipLine(last, 400)
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -265,7 +265,7 @@ func runProbe(ctx context.Context, probe string, timeout time.Duration) probeRes
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 200 * time.Millisecond
 	out, err := cmd.Output()
-	text := clipText(strings.TrimSpace(string(out)), 200)
+	text := fsm.ClipLine(strings.TrimSpace(string(out)), 200)
 	if err != nil {
 		return probeResult{out: text, err: fmt.Errorf("role_probe: %w", err)}
 	}

@@ -84,7 +84,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, api.ErrorBody{Error: clipText(msg, 1000)})
+	writeJSON(w, status, api.ErrorBody{Error: fsm.ClipLine(msg, 1000)})
 }
 
 // writeErr maps an error to a status: fsm refusals by their sentinel, raft

@@ -67,7 +67,7 @@ func (a *agent) peerHealth(ctx context.Context, self fsm.Node) {
 			rep.Peer, rep.Check, rep.Output = fsm.PeerDown, sum.Failing, sum.Output
 		}
 	}
-	if self.Peer == rep.Peer && self.PeerCheck == rep.Check && (rep.Peer != fsm.PeerDown || self.PeerOutput == clipText(rep.Output, 1024)) {
+	if self.Peer == rep.Peer && self.PeerCheck == rep.Check && (rep.Peer != fsm.PeerDown || self.PeerOutput == fsm.ClipLine(rep.Output, 1024)) {
 		return // the cluster knows
 	}
 	if rep == a.peer.sent && time.Since(a.peer.sentAt) < time.Second {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"lp/config"
+	"lp/fsm"
 )
 
 // findProcesses returns the pids, sorted, of the processes target t names:
@@ -67,7 +68,7 @@ func findProcess(procRoot string, t config.Target) (int, error) {
 		}
 		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 		if err != nil || pid <= 0 {
-			return 0, fmt.Errorf("pidfile %s does not hold a pid: %q", t.PIDFile, clipText(string(b), 32))
+			return 0, fmt.Errorf("pidfile %s does not hold a pid: %q", t.PIDFile, fsm.ClipLine(string(b), 32))
 		}
 		if !processRuns(procRoot, pid) {
 			return 0, fmt.Errorf("pid %d of %s: %w", pid, t.PIDFile, ErrNoProcess)
@@ -148,15 +149,4 @@ func scanProcs(procRoot string, match func(dir string) bool) ([]int, error) {
 	}
 	slices.Sort(pids)
 	return pids, nil
-}
-
-// clipText cuts s to at most n bytes on one line.
-func clipText(s string, n int) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }

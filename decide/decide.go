@@ -1,7 +1,6 @@
 package decide
 
 import (
-	"strings"
 	"time"
 
 	"lp/fsm"
@@ -106,15 +105,4 @@ func Wake(s *fsm.State, now time.Time) (time.Time, bool) {
 		}
 	}
 	return next, found
-}
-
-// clipText cuts s to at most n bytes on one line.
-func clipText(s string, n int) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }

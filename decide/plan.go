@@ -117,7 +117,7 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) string 
 		return fmt.Sprintf("%s of %s did not finish by %s", p.Phase, strings.Join(p.PhaseNodes(), ", "), stamp(p.PhaseDeadline))
 	}
 	if f := fail.Failure; f.Plan == p.ID && !f.Passed && p.Phase.Trial() && slices.Contains(p.PhaseNodes(), f.Node) && !fail.At.Before(p.PhaseStarted) {
-		return fmt.Sprintf("health check %s failed on %s during its trial: %s", f.Check, f.Node, clipText(f.Output, 200))
+		return fmt.Sprintf("health check %s failed on %s during its trial: %s", f.Check, f.Node, fsm.ClipLine(f.Output, 200))
 	}
 	target := p.Spec.Target
 	for _, st := range p.Steps {
@@ -140,7 +140,7 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) string 
 			continue
 		}
 		if !n.Healthy {
-			return fmt.Sprintf("node %s is unhealthy (%s: %s)", n.Name, n.FailingCheck, clipText(n.CheckOutput, 200))
+			return fmt.Sprintf("node %s is unhealthy (%s: %s)", n.Name, n.FailingCheck, fsm.ClipLine(n.CheckOutput, 200))
 		}
 		obs, ok := s.Observed[n.Name][target]
 		if !ok || obs.At.Before(st.Applied) {
@@ -156,7 +156,7 @@ func runningFailure(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) string 
 			return fmt.Sprintf("target %s on %s %s during its trial", target, n.Name, why)
 		}
 		if obs.Error != "" && !s.NodeConverged(n.Name, target) {
-			return fmt.Sprintf("patching %s on %s failed: %s", target, n.Name, clipText(obs.Error, 200))
+			return fmt.Sprintf("patching %s on %s failed: %s", target, n.Name, fsm.ClipLine(obs.Error, 200))
 		}
 	}
 	return ""
@@ -392,7 +392,7 @@ func pendingNames(s *fsm.State, p fsm.Plan) []string {
 		if n.Status == fsm.StatusAlive {
 			what = fmt.Sprintf("%s (alive", n.Name)
 			if obs, ok := s.Observed[n.Name][p.Spec.Target]; ok && obs.Error != "" {
-				what += ": " + clipText(obs.Error, 200)
+				what += ": " + fsm.ClipLine(obs.Error, 200)
 			}
 			what += ")"
 		}

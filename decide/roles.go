@@ -89,7 +89,7 @@ func PairRoleStep(s *fsm.State, pair string, now time.Time) (fsm.Command, string
 			case fsm.PeerUp:
 				return nil, fmt.Sprintf("active %s's lpd is %s but peer_health on %s says its service is up: no failover", a.Name, a.Status, b.Name)
 			case fsm.PeerDown:
-				how = fmt.Sprintf(", and peer_health on %s says its service is down (%s: %s)", b.Name, b.PeerCheck, clipText(b.PeerOutput, 200))
+				how = fmt.Sprintf(", and peer_health on %s says its service is down (%s: %s)", b.Name, b.PeerCheck, fsm.ClipLine(b.PeerOutput, 200))
 			default:
 				return nil, fmt.Sprintf("active %s's lpd is %s; waiting for peer_health on %s to judge its service", a.Name, a.Status, b.Name)
 			}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -235,6 +236,19 @@ func validSHA256(s string) bool {
 		}
 	}
 	return true
+}
+
+// ClipLine is s cut to its first line and to at most n bytes (at a rune
+// boundary), with "…" when it was cut: a command's output or an error
+// quoted inside a one-line reason.
+func ClipLine(s string, n int) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) <= n {
+		return s
+	}
+	return clip(s, n) + "…"
 }
 
 // clip cuts s to at most n bytes at a rune boundary.
