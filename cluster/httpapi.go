@@ -446,6 +446,22 @@ func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
 	return d
 }
 
+// waitTrials returns the trial reports that decide.Waiting weighs: on the
+// leader, the ones agents sent it (the leader decides with them); on a
+// follower none (the zero decide.Trial), as agents report to the leader
+// only. A follower may therefore say "waiting for b1's trial check
+// results", or still show a trial whose check failed, until the leader's
+// step reaches its replica, which moves the plans' index. Waiting changes
+// otherwise only with the replicated state (a node's status or health, a
+// phase: the index moves too) or with time at a trial's end, when the
+// leader commits the next phase; blocking queries need nothing more.
+func (n *Node) waitTrials() map[string]decide.Trial {
+	if !n.IsLeader() {
+		return nil
+	}
+	return n.trials.snapshot()
+}
+
 // nextPlanOnTarget returns the first plan submitted after p on p's target.
 func nextPlanOnTarget(s *fsm.State, p fsm.Plan) (fsm.Plan, bool) {
 	var (
@@ -467,9 +483,12 @@ func (n *Node) handlePlans(w http.ResponseWriter, r *http.Request) {
 	}
 	n.blockOn(w, r, q, n.plansIndex)
 	var out []api.PlanDetail
+	now, trials := time.Now(), n.waitTrials()
 	n.fsm.View(func(s *fsm.State) {
 		for _, p := range s.PlanList() {
-			out = append(out, planDetail(s, p, false))
+			d := planDetail(s, p, false)
+			d.Waiting = decide.Waiting(s, p, now, trials[p.ID])
+			out = append(out, d)
 		}
 	})
 	if out == nil {
@@ -486,10 +505,12 @@ func (n *Node) handlePlan(w http.ResponseWriter, r *http.Request) {
 	}
 	n.blockOn(w, r, q, n.plansIndex)
 	var d api.PlanDetail
+	now, trials := time.Now(), n.waitTrials()
 	n.fsm.View(func(s *fsm.State) {
 		var p fsm.Plan
 		if p, ok = s.Plans[id]; ok {
 			d = planDetail(s, p, true)
+			d.Waiting = decide.Waiting(s, p, now, trials[p.ID])
 		}
 	})
 	if !ok {

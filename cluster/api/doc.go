@@ -10,7 +10,7 @@
 //	                                (403 when the lpd has trusted_keys and no
 //	                                trusted key verifies SubmitRequest.Signature)
 //	GET  /v1/plans                  []PlanDetail (without history)
-//	GET  /v1/plans/{id}             PlanDetail: spec, progress, nodes, history
+//	GET  /v1/plans/{id}             PlanDetail: spec, progress, nodes, history, waiting
 //	POST /v1/plans/{id}/rollback    ActionResponse (also pause, resume, abort)
 //	POST /v1/rollback               ActionResponse: rolls back the latest plan
 //	POST /v1/nodes/{name}/promote   ActionResponse: switchover, the node becomes active

@@ -171,6 +171,11 @@ type PlanDetail struct {
 	Plan    fsm.Plan    `json:"plan"`
 	Nodes   []PlanNode  `json:"nodes"`
 	History []fsm.Event `json:"history"`
+	// Waiting says why a pending, running or rolling_back plan does not
+	// move now ("node b1 is dead", "waiting for b1 to converge", "trial of
+	// b1 until T", ...); empty when its next step is due and for paused
+	// and terminal plans. Computed when the plan is read, by the lpd asked.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // ActionResponse answers pause, resume, abort, rollback and promote.

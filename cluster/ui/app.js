@@ -113,6 +113,7 @@ function renderPlan(d) {
     head.append(" — trial ", el("span", { class: "countdown", id: "countdown" }, countdown(p)));
   }
   if (p.reason) head.append(el("div", { class: "warn" }, "reason: " + p.reason));
+  if (d.waiting) head.append(el("div", { class: "warn", id: "plan-waiting" }, "waiting: " + d.waiting));
   const actions = el("div", {});
   const act = (name, allowed) => {
     if (!allowed.includes(p.state)) return;

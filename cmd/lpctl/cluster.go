@@ -70,6 +70,7 @@ func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, er
 	})
 	errs := 0
 	seen := map[string]string{}
+	lastWaiting := ""
 	var d api.PlanDetail
 	for {
 		var u answer[api.PlanDetail]
@@ -91,6 +92,12 @@ func (a *app) waitRolledBack(ctx context.Context, id string) (api.PlanDetail, er
 					seen[n.Node] = line
 					fmt.Fprintf(a.stdout, "%s %s\n", time.Now().Local().Format("15:04:05.000"), line)
 				}
+			}
+			if d.Waiting != lastWaiting {
+				if d.Waiting != "" {
+					fmt.Fprintln(a.stdout, waitingLine(time.Now(), d))
+				}
+				lastWaiting = d.Waiting
 			}
 		}
 		switch d.Plan.State {

@@ -273,6 +273,9 @@ func printPlan(w io.Writer, d api.PlanDetail) {
 	if p.Reason != "" {
 		fmt.Fprintf(w, "  reason:   %s\n", p.Reason)
 	}
+	if d.Waiting != "" {
+		fmt.Fprintf(w, "waiting: %s\n", d.Waiting)
+	}
 	fmt.Fprintln(w, "nodes:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTATUS\tDESIRED\tOBSERVED\tPID\tPAUSE\tCONVERGED\tERROR")
@@ -396,7 +399,9 @@ func planWatchCommand(a *app) *cobra.Command {
 place (state, phase, trial time left, each node's step, status, health,
 observed patches and engine pause) under the plan's events. Otherwise (a pipe, a file, CI):
 one line per event and a progress line at each phase change and every few
-seconds of a trial. -o json prints the final plan.
+seconds of a trial. Why the plan waits, when it does not move ("waiting:
+node b1 is dead"), is shown in the live view and printed on a line of its
+own each time it changes. -o json prints the final plan.
 
 Exit 0 completed, 2 rolled back, 3 failed, 4 paused or aborted.`,
 		Args: cobra.ExactArgs(1),

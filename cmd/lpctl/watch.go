@@ -38,11 +38,12 @@ type watcher struct {
 	live bool
 	now  func() time.Time
 
-	lastSeq    uint64
-	members    map[string]api.Member
-	drawn      int // lines of the live block on screen
-	lastPhase  string
-	lastStatus time.Time
+	lastSeq     uint64
+	members     map[string]api.Member
+	drawn       int // lines of the live block on screen
+	lastPhase   string
+	lastStatus  time.Time
+	lastWaiting string
 }
 
 func (a *app) newWatcher() *watcher {
@@ -83,6 +84,18 @@ func (w *watcher) show(d api.PlanDetail) {
 		fmt.Fprintln(out, w.progressLine(d))
 		w.lastPhase, w.lastStatus = key, w.now()
 	}
+	if d.Waiting != w.lastWaiting {
+		if d.Waiting != "" {
+			fmt.Fprintln(out, waitingLine(w.now(), d))
+		}
+		w.lastWaiting = d.Waiting
+	}
+}
+
+// waitingLine is the plain line that says why a plan waits (printed when
+// the reason changes, never at every poll).
+func waitingLine(now time.Time, d api.PlanDetail) string {
+	return fmt.Sprintf("%s plan %s waiting: %s", now.Local().Format("15:04:05.000"), d.Plan.ID, d.Waiting)
 }
 
 // clear erases the live block before new lines are printed.
@@ -149,6 +162,9 @@ func (w *watcher) block(d api.PlanDetail) string {
 		fmt.Fprintf(&b, "  %s", t)
 	}
 	b.WriteString("\n")
+	if d.Waiting != "" {
+		fmt.Fprintf(&b, "waiting: %s\n", d.Waiting)
+	}
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NODE\tPAIR\tSIDE\tSTEP\tSTATUS\tHEALTH\tOBSERVED\tPAUSE\tERROR")
 	for _, n := range d.Nodes {
