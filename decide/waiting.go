@@ -1,14 +1,16 @@
 package decide
 
 import (
+	"strings"
 	"time"
 
 	"lp/fsm"
 )
 
 // Waiting says why plan p does not move now, for an operator: the reason
-// PlanStep gives when it returns no command ("node b1 is dead", "waiting
-// for b1 to converge", "trial of b1 until T", ...). It is "" for a plan
+// PlanStep gives when it returns no command ("node b1 is dead", "for b1 to
+// converge", "trial of b1 until T", ...; a leading "waiting " is dropped,
+// as the reason is shown after "waiting: "). It is "" for a plan
 // that is not pending, running or rolling back (terminal or paused: its
 // state and reason say it all), and for one whose next step is due (the
 // leader commits it at once). A trial before its deadline is reported as
@@ -21,7 +23,7 @@ func Waiting(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) string {
 		return ""
 	}
 	if cmd, why := PlanStep(s, p, now, fail); cmd == nil {
-		return why
+		return strings.TrimPrefix(why, "waiting ")
 	}
 	return ""
 }

@@ -59,7 +59,7 @@ func TestWaitingRollback(t *testing.T) {
 	if p.State != fsm.PlanRollingBack {
 		t.Fatalf("plan is %s; want rolling_back while b1 is dead", p.State)
 	}
-	if got := Waiting(s.f.State(), p, s.now, Trial{}); !strings.HasPrefix(got, "waiting for b1 (dead, last seen ") || !strings.HasSuffix(got, ") to roll back") {
+	if got := Waiting(s.f.State(), p, s.now, Trial{}); !strings.HasPrefix(got, "for b1 (dead, last seen ") || !strings.HasSuffix(got, ") to roll back") {
 		t.Errorf("rollback waiting %q; want it to name b1 as dead", got)
 	}
 }

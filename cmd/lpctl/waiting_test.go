@@ -99,8 +99,8 @@ func TestRollbackWaitShowsWaiting(t *testing.T) {
 	done := waitingPlan(2, fsm.PlanRolledBack, "")
 	done.Nodes[0].AtPreState = true
 	details := []api.PlanDetail{
-		waitingPlan(1, fsm.PlanRollingBack, "waiting for b1 (dead, last seen 2026-12-02T09:00:00Z) to roll back"),
-		waitingPlan(1, fsm.PlanRollingBack, "waiting for b1 (dead, last seen 2026-12-02T09:00:00Z) to roll back"),
+		waitingPlan(1, fsm.PlanRollingBack, "for b1 (dead, last seen 2026-12-02T09:00:00Z) to roll back"),
+		waitingPlan(1, fsm.PlanRollingBack, "for b1 (dead, last seen 2026-12-02T09:00:00Z) to roll back"),
 		done,
 	}
 	mux := http.NewServeMux()
@@ -112,7 +112,7 @@ func TestRollbackWaitShowsWaiting(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rollback --wait: exit %d, stderr %q", code, errOut)
 	}
-	if n := strings.Count(out, " plan p000001 waiting: waiting for b1 (dead, last seen 2026-12-02T09:00:00Z) to roll back\n"); n != 1 {
+	if n := strings.Count(out, " plan p000001 waiting: for b1 (dead, last seen 2026-12-02T09:00:00Z) to roll back\n"); n != 1 {
 		t.Errorf("rollback --wait printed the waiting line %d times; want once\n%s", n, out)
 	}
 }
