@@ -11,7 +11,7 @@ import (
 	"strconv"
 )
 
-// ErrNoSocket: no socket of the connection was found in /proc/net.
+// ErrNoSocket: no socket of the connection was found.
 var ErrNoSocket = errors.New("peer socket not found")
 
 // maxProcNet bounds how much of /proc/net/tcp{,6} is read (about 150 bytes
@@ -29,6 +29,15 @@ const maxProcNet = 64 << 20
 func LoopbackPeerUID(procRoot string, server, peer netip.AddrPort) (uint32, error) {
 	if !peer.Addr().Unmap().IsLoopback() {
 		return 0, fmt.Errorf("peer %s is not on loopback", peer)
+	}
+	if procRoot == "/proc" {
+		// This process's own network namespace: ask the kernel for the
+		// one socket. Where that interface is missing, or it does not
+		// find the socket (an IPv6 socket on a v4-mapped address), the
+		// whole table below answers.
+		if uid, err := sockDiagUID(peer, server); err == nil {
+			return uid, nil
+		}
 	}
 	for _, f := range []string{"tcp", "tcp6"} {
 		data, err := readLimited(filepath.Join(procRoot, "net", f), maxProcNet)

@@ -1,10 +1,15 @@
 package auth
 
 import (
+	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -79,4 +84,93 @@ func FuzzParseProcNetTCP(f *testing.F) {
 			t.Fatalf("found uid %d without the peer's port in the input", uid)
 		}
 	})
+}
+
+// TestSockDiagUIDMatchesProc: the kernel's answer for one socket is the uid
+// column of /proc/net/tcp, for a connection this process made and for one
+// made by a child running as another user (nobody); a socket that does not
+// exist is ErrNoSocket.
+func TestSockDiagUIDMatchesProc(t *testing.T) {
+	if os.Getenv("LP_TEST_DIAL") != "" {
+		c, err := net.Dial("tcp", os.Getenv("LP_TEST_DIAL"))
+		if err != nil {
+			os.Exit(3)
+		}
+		io.Copy(io.Discard, c) // until the test closes it
+		os.Exit(0)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	check := func(s net.Conn, want uint32) {
+		t.Helper()
+		server, peer := netip.MustParseAddrPort(s.LocalAddr().String()), netip.MustParseAddrPort(s.RemoteAddr().String())
+		got, err := sockDiagUID(peer, server)
+		if err != nil || got != want {
+			t.Errorf("sockDiagUID(%s -> %s) = %d, %v; want %d", peer, server, got, err, want)
+		}
+		data, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fromProc, err := ParseProcNetTCP(data, peer, server); err != nil || fromProc != got {
+			t.Errorf("/proc/net/tcp says %d, %v; sock_diag %d", fromProc, err, got)
+		}
+	}
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s, uint32(os.Geteuid()))
+
+	if os.Geteuid() == 0 {
+		const nobody = 65534
+		// The test binary sits in a directory only root may enter: a
+		// copy where nobody can run it.
+		dir, err := os.MkdirTemp("", "lp-sockdiag-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		bin, err := os.ReadFile(os.Args[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		exe := filepath.Join(dir, "auth.test")
+		if err := os.WriteFile(exe, bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(exe, "-test.run", "^TestSockDiagUIDMatchesProc$")
+		cmd.Env = append(os.Environ(), "LP_TEST_DIAL="+ln.Addr().String())
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+		s2, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(s2, nobody)
+		s2.Close()
+	}
+
+	// A port nothing uses on this side.
+	server := netip.MustParseAddrPort(ln.Addr().String())
+	if _, err := sockDiagUID(netip.MustParseAddrPort("127.0.0.1:1"), server); !errors.Is(err, ErrNoSocket) {
+		t.Errorf("sockDiagUID of no socket: %v; want ErrNoSocket", err)
+	}
 }
