@@ -174,6 +174,12 @@ func Start(cfg Config) (*Membership, error) {
 		mc.AdvertisePort = cfg.BindPort
 	}
 	cfg.Timing.apply(mc)
+	// memberlist compresses every packet (LZW) by default: on a LAN the
+	// packets are small and bandwidth is not short, while the CPU is what a
+	// loaded node lacks (a third of gossip's CPU went to compressing and
+	// decompressing in the 101-node control-plane benchmark). Members that
+	// still compress are understood either way.
+	mc.EnableCompression = false
 	mc.SecretKey = cfg.SecretKey
 	d := &delegate{m: m}
 	mc.Delegate = d
