@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,31 @@ func TestMayCommit(t *testing.T) {
 		err := mayCommit(c.id, c.cmd)
 		if (err == nil) != c.ok {
 			t.Errorf("mayCommit(%s, %s %+v) = %v; want ok %v", c.id, c.cmd.CommandType(), c.cmd, err, c.ok)
+		}
+	}
+}
+
+// TestFollowersLearnCommitsAtOnce: with a commit timeout of an hour (an
+// idle raft leader would tell its followers about the last commit only
+// that much later: heartbeats carry no commit index), a command the leader
+// commits reaches every follower's replica anyway, because the leader
+// follows each commit with a barrier entry (commitLoop).
+func TestFollowersLearnCommitsAtOnce(t *testing.T) {
+	tc := startTestCluster(t, threeServers, func(c *Config) { c.CommitTimeout = time.Hour })
+	tc.registered()
+	l := tc.leader()
+	for range 5 {
+		// A prune with no limits changes nothing: nothing reacts to it
+		// with a later entry that would carry its commit along.
+		res, err := l.apply(&fsm.Prune{Cause: "test"})
+		if err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		if res.Index == 0 {
+			t.Fatal("no raft index in the result")
+		}
+		for name, n := range tc.nodes {
+			tc.waitFor(10*time.Second, name+" applying index "+strconv.FormatUint(res.Index, 10), func() bool { return n.raft.AppliedIndex() >= res.Index })
 		}
 	}
 }

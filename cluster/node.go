@@ -85,6 +85,9 @@ type Node struct {
 	metaMu   sync.Mutex
 	meta     heartbeat.Meta
 	metaKick chan struct{} // metaLoop publishes meta when kicked
+	// commitKick: an entry was committed; commitLoop tells the followers
+	// at once (see commitLoop).
+	commitKick chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,7 +114,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n := &Node{
 		cfg: cfg, name: cfg.Node.Node, log: cfg.Logger.With("node", cfg.Node.Node),
 		fsm: fsm.New(), changed: newSignal(), trials: newTrialFailures(), metaKick: make(chan struct{}, 1),
-		ctx: ctx, cancel: cancel,
+		commitKick: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 	}
 	n.blobs, n.fetch = blobStore{dir: filepath.Join(cfg.Node.DataDir, "patches")}, newFetcher()
 	n.metrics = newMetrics(n)
@@ -183,6 +186,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.goRun(n.leaderLoop)
 	n.goRun(n.agentLoop)
 	n.goRun(n.moduleLoop)
+	n.goRun(n.commitLoop)
 	if cfg.Node.Server && cfg.Node.BootstrapExpect > 0 {
 		n.goRun(n.bootstrapLoop)
 	}
@@ -278,7 +282,14 @@ func (n *Node) openRaft() (fresh bool, err error) {
 		if err != nil {
 			return false, fmt.Errorf("opening snapshot store: %w", err)
 		}
-		logs, stable, snaps = sealed, bs, fs
+		// The leader reads each new entry once for every follower it sends
+		// it to: recent entries come from memory, not from bolt (a cache
+		// keeps only what the store took, and drops all on a deletion).
+		cached, err := raft.NewLogCache(logCacheEntries, sealed)
+		if err != nil {
+			return false, err
+		}
+		logs, stable, snaps = cached, bs, fs
 	}
 	fresh, err = raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
@@ -408,6 +419,10 @@ func (n *Node) otherVoters() int {
 	return k
 }
 
+// logCacheEntries is how many recent raft entries are kept in memory for
+// replication (raft.LogCache).
+const logCacheEntries = 512
+
 // apply commits one command through raft (this node must lead) and returns
 // the FSM's result; a refused command is an error matching an fsm sentinel.
 func (n *Node) apply(cmd fsm.Command) (*fsm.Result, error) {
@@ -419,7 +434,37 @@ func (n *Node) apply(cmd fsm.Command) (*fsm.Result, error) {
 	if err := f.Error(); err != nil {
 		return nil, fmt.Errorf("committing %s: %w", cmd.CommandType(), err)
 	}
+	select {
+	case n.commitKick <- struct{}{}:
+	default: // one is pending: it covers this entry too
+	}
 	return fsm.ResultOf(f.Response())
+}
+
+// commitLoop tells the followers about commits as they happen. A raft
+// follower applies an entry only once it learns the leader's commit index,
+// which hashicorp/raft sends with the next entry or, when the leader is
+// idle, after CommitTimeout: a command that ends a burst (the desired stack
+// that a node's agent acts on, a report a follower waits for) would wait
+// that long on every follower. After each kick this appends a barrier
+// entry, which raft replicates at once with the current commit index. One
+// barrier is in flight at a time, and kicks that arrive meanwhile share the
+// next: the cost is at most one small entry per commit, and less in a
+// burst.
+func (n *Node) commitLoop() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.commitKick:
+		}
+		if n.raft.State() != raft.Leader {
+			continue
+		}
+		// The error is the next command's business (leadership lost,
+		// shutdown): this entry only carries the commit index.
+		_ = n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+	}
 }
 
 // leaderAPI returns the leader's name and API address.
