@@ -148,16 +148,38 @@ func TestPatchApplyInterrupted(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // loaded; retrying: a thread is parked inside
-	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// Interrupt once the module is loaded and lpctl retries its
+	// activation (a thread is parked inside the function), however long
+	// a busy machine takes to get there; within the apply's own timeout.
+	loaded := func() bool {
+		ps, _ := engine.List(tg.Pid)
+		for _, p := range ps {
+			if p.State == engine.StateLoaded {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(30 * time.Second); !loaded(); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("lpctl ended before the module was loaded: %v; stderr %q", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the module was not loaded within the apply's 30s timeout; stderr %q", stderr.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case err := <-done:
 		if err == nil {
 			t.Fatalf("interrupted apply exited 0; stderr %q", stderr.String())
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second): // the apply's own timeout: it would have ended by then anyway
 		cmd.Process.Kill()
 		t.Fatal("lpctl did not stop after SIGINT")
 	}
