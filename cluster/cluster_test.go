@@ -35,7 +35,7 @@ func (tc *testCluster) waitPlan(id string, want fsm.PlanState, d time.Duration) 
 	tc.waitFor(d, "plan "+id+" "+string(want), func() bool {
 		for _, n := range tc.nodes {
 			if n.IsLeader() {
-				p = n.State().Plans[id]
+				n.fsm.View(func(s *fsm.State) { p = s.Plans[id].Clone() })
 				return p.State == want
 			}
 		}

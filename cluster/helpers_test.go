@@ -240,13 +240,21 @@ func (tc *testCluster) registered() {
 func (tc *testCluster) registeredWithin(d time.Duration) {
 	tc.t.Helper()
 	tc.waitFor(d, "every node registered", func() bool {
+		// View, not State: a copy of every replica every 20 ms is a load
+		// of its own in a large cluster (and holds off each FSM's Apply).
 		for _, n := range tc.nodes {
-			s := n.State()
-			for name := range tc.nodes {
-				nd, ok := s.Nodes[name]
-				if !ok || nd.Status != fsm.StatusAlive || !nd.Healthy {
-					return false
+			all := true
+			n.fsm.View(func(s *fsm.State) {
+				for name := range tc.nodes {
+					nd, ok := s.Nodes[name]
+					if !ok || nd.Status != fsm.StatusAlive || !nd.Healthy {
+						all = false
+						return
+					}
 				}
+			})
+			if !all {
+				return false
 			}
 		}
 		return true

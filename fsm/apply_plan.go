@@ -135,7 +135,7 @@ func (x *applyCtx) plan(id string) (Plan, error) {
 	if !ok {
 		return Plan{}, refuse(ErrNotFound, "plan %s does not exist", id)
 	}
-	return p.clone(), nil
+	return p.Clone(), nil
 }
 
 // setState moves p to state to and records it; the caller stores p.

@@ -80,7 +80,7 @@ func (s *State) plansByID() []Plan {
 func (s *State) PlanList() []Plan {
 	plans := s.plansByID()
 	for i := range plans {
-		plans[i] = plans[i].clone()
+		plans[i] = plans[i].Clone()
 	}
 	return plans
 }
@@ -91,7 +91,7 @@ func (s *State) LatestPlan() (Plan, bool) {
 	if len(plans) == 0 {
 		return Plan{}, false
 	}
-	return plans[len(plans)-1].clone(), true
+	return plans[len(plans)-1].Clone(), true
 }
 
 // UnfinishedPlan returns the plan on target that is pending, running,
@@ -99,7 +99,7 @@ func (s *State) LatestPlan() (Plan, bool) {
 func (s *State) UnfinishedPlan(target string) (Plan, bool) {
 	for _, p := range s.plansByID() {
 		if p.Spec.Target == target && !p.State.Terminal() {
-			return p.clone(), true
+			return p.Clone(), true
 		}
 	}
 	return Plan{}, false

@@ -486,7 +486,7 @@ func (s *State) Clone() *State {
 		c.Nodes[k] = n.clone()
 	}
 	for k, p := range s.Plans {
-		c.Plans[k] = p.clone()
+		c.Plans[k] = p.Clone()
 	}
 	for k, byTarget := range s.Desired {
 		m := make(map[string][]PatchRef, len(byTarget))
@@ -520,7 +520,8 @@ func (n Node) clone() Node {
 	return n
 }
 
-func (p Plan) clone() Plan {
+// Clone returns a deep copy of the plan (its slices and maps are its own).
+func (p Plan) Clone() Plan {
 	p.Spec.Pairs = slices.Clone(p.Spec.Pairs)
 	p.Spec.Health = slices.Clone(p.Spec.Health)
 	p.Steps = slices.Clone(p.Steps)
