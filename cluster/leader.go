@@ -275,25 +275,48 @@ func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 		var steps []decide.Step
 		now := time.Now()
 		trials := n.trials.snapshot()
-		n.fsm.View(func(s *fsm.State) { steps = append(decide.NextSteps(s, now, trials), decide.RoleSteps(s, now)...) })
-		if len(steps) == 0 {
-			return
-		}
-		progressed := false
+		n.fsm.View(func(s *fsm.State) {
+			for _, st := range decide.NextSteps(s, now, trials) {
+				steps = append(steps, st)
+				// A wave's nodes get their desired stacks together:
+				// one round of replication, not one per node.
+				if _, ok := st.Cmd.(*fsm.SetDesired); !ok {
+					continue
+				}
+				if wave := decide.WaveDesired(s, s.Plans[st.Plan]); len(wave) > 1 {
+					for _, c := range wave[1:] {
+						steps = append(steps, decide.Step{Plan: st.Plan, Cmd: c, Why: "apply on " + c.(*fsm.SetDesired).Node})
+					}
+				}
+			}
+			steps = append(steps, decide.RoleSteps(s, now)...)
+		})
+		var cmds []fsm.Command
+		var batch []decide.Step
 		for _, st := range steps {
 			key := st.Plan + " " + string(st.Cmd.CommandType())
 			if at, ok := refused[key]; ok && time.Since(at) < time.Second {
 				continue
 			}
-			res, err := n.apply(st.Cmd)
-			if err != nil {
+			batch, cmds = append(batch, st), append(cmds, st.Cmd)
+		}
+		if len(batch) == 0 {
+			return
+		}
+		// Every step was decided from the same state, as when they were
+		// committed one after another: they go to raft together, in
+		// order, and each is validated by the FSM as before.
+		progressed := false
+		for i, r := range n.applyAll(cmds) {
+			st, key := batch[i], batch[i].Plan+" "+string(batch[i].Cmd.CommandType())
+			if r.err != nil {
 				refused[key] = time.Now()
-				n.log.Warn("orchestrator step refused", "plan", st.Plan, "type", st.Cmd.CommandType(), "why", st.Why, "err", err)
+				n.log.Warn("orchestrator step refused", "plan", st.Plan, "type", st.Cmd.CommandType(), "why", st.Why, "err", r.err)
 				continue
 			}
 			delete(refused, key)
-			n.log.Info("orchestrator step", "plan", st.Plan, "type", st.Cmd.CommandType(), "why", st.Why, "noop", res.Noop)
-			if !res.Noop {
+			n.log.Info("orchestrator step", "plan", st.Plan, "type", st.Cmd.CommandType(), "why", st.Why, "noop", r.res.Noop)
+			if !r.res.Noop {
 				progressed = true
 			}
 		}

@@ -426,19 +426,44 @@ const logCacheEntries = 512
 // apply commits one command through raft (this node must lead) and returns
 // the FSM's result; a refused command is an error matching an fsm sentinel.
 func (n *Node) apply(cmd fsm.Command) (*fsm.Result, error) {
-	data, err := fsm.Encode(time.Now(), cmd)
-	if err != nil {
-		return nil, err
+	r := n.applyAll([]fsm.Command{cmd})[0]
+	return r.res, r.err
+}
+
+type applied struct {
+	res *fsm.Result
+	err error
+}
+
+// applyAll commits commands through raft in order without waiting for one
+// before sending the next, so that raft writes and replicates them
+// together, and returns each one's result.
+func (n *Node) applyAll(cmds []fsm.Command) []applied {
+	out := make([]applied, len(cmds))
+	futures := make([]raft.ApplyFuture, len(cmds))
+	for i, cmd := range cmds {
+		data, err := fsm.Encode(time.Now(), cmd)
+		if err != nil {
+			out[i].err = err
+			continue
+		}
+		futures[i] = n.raft.Apply(data, n.cfg.ApplyTimeout)
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("committing %s: %w", cmd.CommandType(), err)
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		if err := f.Error(); err != nil {
+			out[i].err = fmt.Errorf("committing %s: %w", cmds[i].CommandType(), err)
+			continue
+		}
+		out[i].res, out[i].err = fsm.ResultOf(f.Response())
 	}
 	select {
 	case n.commitKick <- struct{}{}:
-	default: // one is pending: it covers this entry too
+	default: // one is pending: it covers these entries too
 	}
-	return fsm.ResultOf(f.Response())
+	return out
 }
 
 // commitLoop tells the followers about commits as they happen. A raft

@@ -156,3 +156,43 @@ func TestPlanStepParallelNeedsEveryCheckResult(t *testing.T) {
 		t.Fatalf("plan is %s (%q); want rolled_back because b3 reported no passing result", p.State, p.Reason)
 	}
 }
+
+// TestWaveDesired: in a wave's apply phase WaveDesired gives every node of
+// the phase that lacks the plan's stack its SetDesired, the first being
+// what PlanStep issues; once the stacks are set it gives none.
+func TestWaveDesired(t *testing.T) {
+	s := newSim(t, 3)
+	id := s.submit(func(sp *fsm.PlanSpec) { sp.MaxParallel = 2 })
+	for range 1000 {
+		s.agents()
+		st := s.f.State()
+		p := st.Plans[id]
+		cmd, _ := PlanStep(st, p, s.now, Trial{})
+		if sd, ok := cmd.(*fsm.SetDesired); ok && p.PairIndex == 1 {
+			wave := WaveDesired(st, p)
+			var nodes []string
+			for _, c := range wave {
+				nodes = append(nodes, c.(*fsm.SetDesired).Node)
+			}
+			if strings.Join(nodes, ",") != "b2,b3" || wave[0].(*fsm.SetDesired).Node != sd.Node {
+				t.Fatalf("WaveDesired = %v; want b2,b3 with PlanStep's %s first", nodes, sd.Node)
+			}
+			for _, c := range wave {
+				s.must(c)
+			}
+			if rest := WaveDesired(s.f.State(), s.f.State().Plans[id]); len(rest) != 0 {
+				t.Fatalf("WaveDesired after every stack was set = %d commands; want none", len(rest))
+			}
+			if next, _ := PlanStep(s.f.State(), s.f.State().Plans[id], s.now, Trial{}); next != nil {
+				t.Fatalf("PlanStep after the wave's stacks were set = %s; want to wait for the agents", next.CommandType())
+			}
+			return
+		}
+		if cmd == nil {
+			s.now = s.now.Add(100 * time.Millisecond)
+			continue
+		}
+		s.must(cmd)
+	}
+	t.Fatal("the plan never reached the second wave's apply phase")
+}

@@ -253,12 +253,8 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) (fsm.Comma
 	nodes, pair, target := p.PhaseNodes(), p.CurrentPair(), p.Spec.Target
 	who := strings.Join(nodes, " and ")
 	if !p.Phase.Trial() {
-		for _, node := range nodes {
-			want, _ := s.PlanStack(p.ID, node)
-			if !slices.Equal(s.DesiredStack(node, target), want) {
-				return &fsm.SetDesired{Node: node, Target: target, Patches: want, Plan: p.ID,
-					Cause: fmt.Sprintf("%s: patch %s", p.Phase, p.Spec.PatchID)}, "apply on " + node
-			}
+		if cmds := WaveDesired(s, p); len(cmds) > 0 {
+			return cmds[0], "apply on " + cmds[0].(*fsm.SetDesired).Node
 		}
 		for _, node := range nodes {
 			if !s.NodeConverged(node, target) {
@@ -315,6 +311,25 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) (fsm.Comma
 		return nil, why
 	}
 	return &fsm.PlanPhase{Plan: p.ID, Pair: wave[0], Phase: fsm.PhaseStandbyApply, Cause: cause}, "start pair " + strings.Join(wave, ", ")
+}
+
+// WaveDesired returns, for a running plan in an apply phase, a SetDesired
+// for every node of the phase whose desired stack is not the plan's yet, in
+// phase order (nil otherwise). runningStep issues the first; the leader may
+// commit them all at once, since none depends on another.
+func WaveDesired(s *fsm.State, p fsm.Plan) []fsm.Command {
+	if p.State != fsm.PlanRunning || p.Phase.Trial() {
+		return nil
+	}
+	var out []fsm.Command
+	for _, node := range p.PhaseNodes() {
+		want, _ := s.PlanStack(p.ID, node)
+		if !slices.Equal(s.DesiredStack(node, p.Spec.Target), want) {
+			out = append(out, &fsm.SetDesired{Node: node, Target: p.Spec.Target, Patches: want, Plan: p.ID,
+				Cause: fmt.Sprintf("%s: patch %s", p.Phase, p.Spec.PatchID)})
+		}
+	}
+	return out
 }
 
 // waveNotReady is pairNotReady for each pair of a wave: the first reason.
