@@ -27,7 +27,7 @@ test:
 # (default 20s per load) lengthens it; LP_HB_PRIORITY=normal compares lpd
 # without its priority.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 # The fault suite's soak: random schedules (faults/) for DURATION, then a
 # summary table (schedules run, faults injected per kind, plans' ends,

@@ -22,16 +22,17 @@ import (
 //   - raft apply latency, leader Apply to FSM result, over 300 commands
 //     (p50, p99);
 //   - the overhead of a plan beyond its trial times, one pair at a time
-//     (max_parallel 1) and with max_parallel 4: submission to completed
-//     minus 2 x waves x trial, the median over 3 plans.
+//     (max_parallel 1) and in waves (max_parallel 4 and 16): submission to
+//     completed minus 2 x waves x trial, the median over 3 plans.
 //
-// LP_BENCH_NODES lists the cluster sizes (default "3,9"; the issue's
-// figures: LP_BENCH_NODES=3,9,33,101).
+// LP_BENCH_NODES lists the cluster sizes (default "3,9,33,101": about 12
+// minutes), LP_BENCH_PARALLEL the max_parallel values (default "1,4,16").
 //
-// Run: go test -run '^$' -bench ControlPlane -benchtime 1x ./cluster/
+// Run: go test -run '^$' -bench ControlPlane -benchtime 1x -timeout 50m ./cluster/
+// (docs/scale.md has the figures and what differs from a real cluster).
 // The figures are reported as metrics on the benchmark line, whatever b.N.
 func BenchmarkControlPlane(b *testing.B) {
-	sizes := []int{3, 9}
+	sizes := []int{3, 9, 33, 101}
 	if v := os.Getenv("LP_BENCH_NODES"); v != "" {
 		sizes = nil
 		for _, f := range strings.Split(v, ",") {
@@ -40,6 +41,17 @@ func BenchmarkControlPlane(b *testing.B) {
 				b.Fatalf("LP_BENCH_NODES=%q: want odd sizes of 3 or more (a witness and pairs)", v)
 			}
 			sizes = append(sizes, n)
+		}
+	}
+	parallels := []int{1, 4, 16}
+	if v := os.Getenv("LP_BENCH_PARALLEL"); v != "" {
+		parallels = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("LP_BENCH_PARALLEL=%q: want max_parallel values of 1 or more", v)
+			}
+			parallels = append(parallels, n)
 		}
 	}
 	for _, size := range sizes {
@@ -76,7 +88,7 @@ func BenchmarkControlPlane(b *testing.B) {
 			// Plan overhead, serial and in waves.
 			const trial = 300 * time.Millisecond
 			pairs := (size - 1) / 2
-			for _, mp := range []int{1, 4} {
+			for _, mp := range parallels {
 				waves := 1 + (pairs-1+mp-1)/mp
 				var over []time.Duration
 				for i := range 3 {
