@@ -50,23 +50,31 @@ func TestParseProcNetTCP(t *testing.T) {
 	}
 }
 
-// TestLoopbackPeerUIDLive finds this process's own connection.
-func TestLoopbackPeerUIDLive(t *testing.T) {
+// loopbackConn returns a listener on 127.0.0.1 and the server side of a
+// connection this process made to it (closed at the end of the test).
+func loopbackConn(t *testing.T) (net.Listener, net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	s, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return ln, s
+}
+
+// TestLoopbackPeerUIDLive finds this process's own connection.
+func TestLoopbackPeerUIDLive(t *testing.T) {
+	_, s := loopbackConn(t)
 	uid, err := LoopbackPeerUID("/proc", netip.MustParseAddrPort(s.LocalAddr().String()), netip.MustParseAddrPort(s.RemoteAddr().String()))
 	if err != nil || int(uid) != os.Geteuid() {
 		t.Errorf("LoopbackPeerUID = %d, %v; want %d", uid, err, os.Geteuid())
@@ -99,11 +107,7 @@ func TestSockDiagUIDMatchesProc(t *testing.T) {
 		io.Copy(io.Discard, c) // until the test closes it
 		os.Exit(0)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, s := loopbackConn(t)
 	check := func(s net.Conn, want uint32) {
 		t.Helper()
 		server, peer := netip.MustParseAddrPort(s.LocalAddr().String()), netip.MustParseAddrPort(s.RemoteAddr().String())
@@ -119,17 +123,6 @@ func TestSockDiagUIDMatchesProc(t *testing.T) {
 			t.Errorf("/proc/net/tcp says %d, %v; sock_diag %d", fromProc, err, got)
 		}
 	}
-
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	check(s, uint32(os.Geteuid()))
 
 	if os.Geteuid() == 0 {
