@@ -24,27 +24,9 @@ func TestEndToEndMaxParallel(t *testing.T) {
 	})
 	all := []string{"a1", "b1", "a2", "b2", "a3", "b3"}
 	path := c.writePlan("plan.yaml", "name: fix-answer\npatch: fix.so\ntarget: svc\npairs: [pair-1, pair-2, pair-3]\ntrial: 2s\nmax_parallel: 2\nprogress_deadline: 3m\n")
-	firstPatched := map[string]time.Time{}
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			for _, n := range all {
-				if _, ok := firstPatched[n]; !ok && c.procs[n].svc.value() == 1041 {
-					firstPatched[n] = time.Now()
-				}
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	stop := c.firstPrinted(all, 1041)
 	out, errOut, code := c.ctl("b3", "plan", "submit", path, "--wait")
-	close(stop)
-	<-sampled
+	firstPatched := stop()
 	if code != 0 {
 		t.Fatalf("plan submit --wait: exit %d; stderr %q; stdout %q", code, errOut, out)
 	}

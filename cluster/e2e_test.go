@@ -288,6 +288,35 @@ func (c *e2eCluster) ctl(node string, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
+// firstPrinted samples the targets of nodes every 10 ms, from the
+// targets' own output, until the returned stop is called; stop returns
+// when each node's target first printed value.
+func (c *e2eCluster) firstPrinted(nodes []string, value int) (stop func() map[string]time.Time) {
+	first := map[string]time.Time{}
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			for _, n := range nodes {
+				if _, ok := first[n]; !ok && c.procs[n].svc.value() == value {
+					first[n] = time.Now()
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return func() map[string]time.Time {
+		close(done)
+		<-sampled
+		return first
+	}
+}
+
 // writePlan writes a plan file next to copies of the patch modules
 // (fix.so, and the C++ fixcxx.so).
 func (c *e2eCluster) writePlan(name, body string) string {
@@ -374,28 +403,10 @@ func TestEndToEnd(t *testing.T) {
 		path := c.writePlan("plan.yaml", "name: fix-answer\npatch: fix.so\ntarget: svc\npairs: [pair-1, pair-2]\ntrial: 1s\nprogress_deadline: 2m\n")
 		// Watch the targets' own output: when does each first print the
 		// patched value?
-		firstPatched := map[string]time.Time{}
-		stop := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			for {
-				for _, n := range all {
-					if _, ok := firstPatched[n]; !ok && c.procs[n].svc.value() == 1041 {
-						firstPatched[n] = time.Now()
-					}
-				}
-				select {
-				case <-stop:
-					return
-				case <-time.After(10 * time.Millisecond):
-				}
-			}
-		}()
+		stop := c.firstPrinted(all, 1041)
 		// Submitted to a non-voter: forwarded to the leader.
 		out, errOut, code := c.ctl("a2", "plan", "submit", path, "--wait")
-		close(stop)
-		<-sampled
+		firstPatched := stop()
 		for _, order := range [][2]string{{"b1", "a1"}, {"a1", "b2"}, {"b2", "a2"}} {
 			first, second := firstPatched[order[0]], firstPatched[order[1]]
 			if first.IsZero() || second.IsZero() || !first.Before(second) {
