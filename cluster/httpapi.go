@@ -321,10 +321,12 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, row := range rows {
-		// A node dead or gone in gossip (or dead in the FSM, and unknown
-		// here) reports nothing: its last health is not its health.
+		// A node dead or gone in gossip (or dead in the FSM, and not seen
+		// alive by this node's gossip: unknown here, or only suspect yet,
+		// as the leader's verdict can arrive first) reports nothing: its
+		// last health is not its health.
 		dead := row.Gossip == string(heartbeat.StateDead) || row.Gossip == string(heartbeat.StateLeft) ||
-			row.Gossip == "unknown" && (row.Status == string(fsm.StatusDead) || row.Status == string(fsm.StatusLeft))
+			row.Gossip != string(heartbeat.StateAlive) && (row.Status == string(fsm.StatusDead) || row.Status == string(fsm.StatusLeft))
 		if dead {
 			row.Health, row.FailingCheck, row.CheckOutput = heartbeat.HealthUnknown, "", ""
 		}
