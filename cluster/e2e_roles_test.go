@@ -40,39 +40,25 @@ func startLPDs(t testing.TB, specs []lpdSpec, args ...string) *e2eCluster {
 	}
 	var join string
 	for _, s := range specs {
-		p := &lpdProc{name: s.name, server: s.server, pair: s.pair, args: args}
-		apiPort, raftPort, gossipPort := freePort(t), freePort(t), freePort(t)
-		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
-		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
+		p, b := c.newLPD(s.name, s.pair, s.role, s.server, [3]int{}, join, args...)
 		if join == "" {
 			join = p.gossip
 		}
-		var b strings.Builder
-		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
-		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)
-		fmt.Fprintf(&b, "server: %t\nrole: %s\njoin: [%s]\n", s.server, s.role, join)
 		if s.server {
-			fmt.Fprintf(&b, "bootstrap_expect: %d\n", servers)
+			fmt.Fprintf(b, "bootstrap_expect: %d\n", servers)
 		}
 		if s.pair != "" {
-			pidfile := filepath.Join(c.dir, s.name+".pid")
 			if s.service {
-				p.svc = startService(t, c.dir, "svc-"+s.name)
-				pidfile = p.svc.pidfile
+				c.withService(p, b)
 			} else {
+				pidfile := filepath.Join(c.dir, s.name+".pid")
 				startSleeper(t, pidfile)
+				fmt.Fprintf(b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, pidfile)
 			}
-			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n%s", s.pair, pidfile, s.targets)
+			b.WriteString(s.targets)
 		}
 		b.WriteString(strings.ReplaceAll(s.yaml, "DIR", c.dir))
-		p.config = filepath.Join(c.dir, s.name+".yaml")
-		p.log = filepath.Join(c.dir, s.name+".log")
-		if err := os.WriteFile(p.config, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.procs[s.name] = p
-		c.order = append(c.order, s.name)
-		c.start(s.name)
+		c.startLPD(p, b.String())
 	}
 	c.logTailsOnFailure()
 	first := specs[0].name

@@ -51,35 +51,21 @@ func startSecure(t *testing.T) *secCluster {
 	}
 	var join string
 	for _, s := range []struct{ name, pair, role string }{{"w", "", "witness"}, {"a1", "pair-1", "active"}, {"b1", "pair-1", "standby"}} {
-		p := &lpdProc{name: s.name, server: true, pair: s.pair}
-		apiPort, raftPort, gossipPort := freePort(t), freePort(t), freePort(t)
-		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
-		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
+		p, b := c.newLPD(s.name, s.pair, s.role, true, [3]int{}, join)
 		if join == "" {
 			join = p.gossip
 		}
-		var b strings.Builder
-		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
-		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)
-		fmt.Fprintf(&b, "server: true\nbootstrap_expect: 3\nrole: %s\njoin: [%s]\nfailover_after: 1h\n", s.role, join)
-		fmt.Fprintf(&b, "tls: { ca: %s, cert: %s, key: %s }\n", filepath.Join(c.pki, "ca.pem"),
+		b.WriteString("bootstrap_expect: 3\nfailover_after: 1h\n")
+		fmt.Fprintf(b, "tls: { ca: %s, cert: %s, key: %s }\n", filepath.Join(c.pki, "ca.pem"),
 			filepath.Join(c.pki, s.name+".pem"), filepath.Join(c.pki, s.name+"-key.pem"))
-		fmt.Fprintf(&b, "tokens:\n  - { name: ci, role: operator, sha256: %s }\n  - { name: dash-token, role: reader, sha256: %s }\n", sum256(ciToken), sum256(readerToken))
+		fmt.Fprintf(b, "tokens:\n  - { name: ci, role: operator, sha256: %s }\n  - { name: dash-token, role: reader, sha256: %s }\n", sum256(ciToken), sum256(readerToken))
 		if s.name == "b1" {
 			b.WriteString("exec_checks: deny\n")
 		}
 		if s.pair != "" {
-			p.svc = startService(t, c.dir, "svc-"+s.name)
-			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, p.svc.pidfile)
+			c.withService(p, b)
 		}
-		p.config = filepath.Join(c.dir, s.name+".yaml")
-		p.log = filepath.Join(c.dir, s.name+".log")
-		if err := os.WriteFile(p.config, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.procs[s.name] = p
-		c.order = append(c.order, s.name)
-		c.start(s.name)
+		c.startLPD(p, b.String())
 	}
 	c.logTailsOnFailure()
 	c.waitFor(45*time.Second, "3 nodes registered, alive, healthy and voters over tls", func() bool {

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/ed25519"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,27 +33,17 @@ func startSignedE2E(t *testing.T, trusted map[string]string) *e2eCluster {
 		{"a1", "pair-1", "active", true},
 		{"b1", "pair-1", "standby", false},
 	} {
-		p := &lpdProc{name: s.name, server: s.server, pair: s.pair}
-		apiPort, raftPort, gossipPort := freePort(t), freePort(t), freePort(t)
-		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
-		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
+		p, b := c.newLPD(s.name, s.pair, s.role, s.server, [3]int{}, join)
 		if join == "" {
 			join = p.gossip
 		}
-		var b strings.Builder
-		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
-		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)
-		fmt.Fprintf(&b, "server: %t\nrole: %s\njoin: [%s]\nfailover_after: 1h\n", s.server, s.role, join)
+		b.WriteString("failover_after: 1h\n")
 		if s.server {
 			b.WriteString("bootstrap_expect: 2\n")
 		}
 		if s.pair != "" {
-			p.svc = startService(t, c.dir, "svc-"+s.name)
-			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, p.svc.pidfile)
+			c.withService(p, b)
 		}
-		p.config = filepath.Join(c.dir, s.name+".yaml")
-		p.log = filepath.Join(c.dir, s.name+".log")
-		c.procs[s.name], c.order = p, append(c.order, s.name)
 		c.writeConfig(s.name, b.String(), trusted[s.name])
 		c.start(s.name)
 	}

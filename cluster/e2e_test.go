@@ -134,14 +134,7 @@ func startE2EWith(t *testing.T, specs []e2eSpec, args ...string) *e2eCluster {
 	}
 	join := strings.Join(gossips, ", ")
 	for i, s := range specs {
-		p := &lpdProc{name: s.name, server: s.server, pair: s.pair, args: args}
-		apiPort, raftPort, gossipPort := ports[i][0], ports[i][1], ports[i][2]
-		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
-		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
-		var b strings.Builder
-		fmt.Fprintf(&b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", s.name, filepath.Join(c.dir, s.name+".data"))
-		fmt.Fprintf(&b, "ports: { api: %d, raft: %d, gossip: %d }\n", apiPort, raftPort, gossipPort)
-		fmt.Fprintf(&b, "server: %t\nrole: %s\njoin: [%s]\n", s.server, s.role, join)
+		p, b := c.newLPD(s.name, s.pair, s.role, s.server, ports[i], join, args...)
 		// Failover has its own end-to-end test (e2e_roles_test.go): here
 		// the roles stay put, so that each subtest knows who is active.
 		b.WriteString("failover_after: 1h\n")
@@ -149,17 +142,9 @@ func startE2EWith(t *testing.T, specs []e2eSpec, args ...string) *e2eCluster {
 			b.WriteString("bootstrap_expect: 3\n")
 		}
 		if s.pair != "" {
-			p.svc = startService(t, c.dir, "svc-"+s.name)
-			fmt.Fprintf(&b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", s.pair, p.svc.pidfile)
+			c.withService(p, b)
 		}
-		p.config = filepath.Join(c.dir, s.name+".yaml")
-		p.log = filepath.Join(c.dir, s.name+".log")
-		if err := os.WriteFile(p.config, []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.procs[s.name] = p
-		c.order = append(c.order, s.name)
-		c.start(s.name)
+		c.startLPD(p, b.String())
 	}
 	c.logTailsOnFailure()
 	c.waitFor(30*time.Second, fmt.Sprintf("%d nodes registered, alive and healthy", len(specs)), func() bool {
@@ -180,6 +165,47 @@ func startE2EWith(t *testing.T, specs []e2eSpec, args ...string) *e2eCluster {
 		return ok == len(specs)
 	})
 	return c
+}
+
+// newLPD adds node name to c with its loopback ports (fresh ones where
+// ports is zero), not started yet, and returns it with the first lines of
+// its lpd.yaml: node, data_dir, bind, ports, server, role and join (its own
+// gossip address when join is empty). args go to its lpd.
+func (c *e2eCluster) newLPD(name, pair, role string, server bool, ports [3]int, join string, args ...string) (*lpdProc, *strings.Builder) {
+	c.t.Helper()
+	if ports == [3]int{} {
+		ports = [3]int{freePort(c.t), freePort(c.t), freePort(c.t)}
+	}
+	p := &lpdProc{name: name, server: server, pair: pair, args: args,
+		api: fmt.Sprintf("127.0.0.1:%d", ports[0]), gossip: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		config: filepath.Join(c.dir, name+".yaml"), log: filepath.Join(c.dir, name+".log")}
+	if join == "" {
+		join = p.gossip
+	}
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "node: %s\ndata_dir: %s\nbind: 127.0.0.1\n", name, filepath.Join(c.dir, name+".data"))
+	fmt.Fprintf(b, "ports: { api: %d, raft: %d, gossip: %d }\n", ports[0], ports[1], ports[2])
+	fmt.Fprintf(b, "server: %t\nrole: %s\njoin: [%s]\n", server, role, join)
+	c.procs[name] = p
+	c.order = append(c.order, name)
+	return p, b
+}
+
+// withService starts a patchable test service for p's pair node and adds
+// its pair and target svc to the lpd.yaml being built.
+func (c *e2eCluster) withService(p *lpdProc, b *strings.Builder) {
+	c.t.Helper()
+	p.svc = startService(c.t, c.dir, "svc-"+p.name)
+	fmt.Fprintf(b, "pair: %s\ntargets:\n  svc: { pidfile: %s }\n", p.pair, p.svc.pidfile)
+}
+
+// startLPD writes p's lpd.yaml and starts its lpd.
+func (c *e2eCluster) startLPD(p *lpdProc, yaml string) {
+	c.t.Helper()
+	if err := os.WriteFile(p.config, []byte(yaml), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	c.start(p.name)
 }
 
 // start runs the lpd of a node (again, after a kill: same config and data).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -25,27 +24,14 @@ func startServers(t *testing.T) *e2eCluster {
 	c := &e2eCluster{t: t, dir: t.TempDir(), procs: map[string]*lpdProc{}}
 	var join string
 	for _, name := range []string{"s1", "s2", "s3"} {
-		p := &lpdProc{name: name, server: true}
-		apiPort, raftPort, gossipPort := freePort(t), freePort(t), freePort(t)
-		p.api = fmt.Sprintf("127.0.0.1:%d", apiPort)
-		p.gossip = fmt.Sprintf("127.0.0.1:%d", gossipPort)
+		// memberlist's own LAN timing: a leave or a rejoin must not
+		// depend on lan-fast probes surviving a loaded machine.
+		p, b := c.newLPD(name, "", "witness", true, [3]int{}, join, "--gossip-timing", "memberlist-lan")
 		if join == "" {
 			join = p.gossip
 		}
-		cfg := fmt.Sprintf("node: %s\ndata_dir: %s\nbind: 127.0.0.1\nports: { api: %d, raft: %d, gossip: %d }\n"+
-			"server: true\nrole: witness\nbootstrap_expect: 3\njoin: [%s]\n",
-			name, filepath.Join(c.dir, name+".data"), apiPort, raftPort, gossipPort, join)
-		p.config = filepath.Join(c.dir, name+".yaml")
-		p.log = filepath.Join(c.dir, name+".log")
-		if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// memberlist's own LAN timing: a leave or a rejoin must not
-		// depend on lan-fast probes surviving a loaded machine.
-		p.args = []string{"--gossip-timing", "memberlist-lan"}
-		c.procs[name] = p
-		c.order = append(c.order, name)
-		c.start(name)
+		b.WriteString("bootstrap_expect: 3\n")
+		c.startLPD(p, b.String())
 	}
 	c.logTailsOnFailure()
 	c.waitFor(30*time.Second, "3 voters", func() bool { return c.voters("s1") == 3 })
