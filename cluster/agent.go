@@ -38,18 +38,6 @@ type agent struct {
 
 	sync syncState // the read-index barrier (see current)
 	peer peerState // peer_health checks (peer.go)
-
-	// seen: per target, what the replica said at the last reconciliation
-	// and whether its report went through; lastFull: the last pass that
-	// looked at every target's processes whatever the replica said.
-	seen     map[string]seenTarget
-	lastFull time.Time
-}
-
-// seenTarget is what reconcileTarget last acted on for a target.
-type seenTarget struct {
-	key string // the replica's view of the target (see reconcileTarget)
-	ok  bool   // its result: reported or in agreement
 }
 
 type failedAttempt struct {
@@ -67,24 +55,21 @@ func (n *Node) agentLoop() {
 	a := &agent{
 		n:      n,
 		failed: map[string]failedAttempt{}, lastReport: map[string]sentReport{},
-		hook: newHookState(), seen: map[string]seenTarget{},
+		hook: newHookState(),
 	}
 	defer a.stopTrial()
 	defer a.stopPeerChecks()
 	a.logRecords()
 	t := time.NewTicker(n.cfg.AgentInterval)
 	defer t.Stop()
-	full := true
 	for {
 		wake := n.changed.C()
-		a.once(n.ctx, full || time.Since(a.lastFull) >= n.cfg.AgentInterval)
+		a.once(n.ctx)
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			full = true
 		case <-wake:
-			full = false
 		}
 	}
 }
@@ -114,13 +99,7 @@ func (a *agent) logRecords() {
 // once runs one reconciliation: registration, every target, trial checks.
 // Nothing is changed in a target before the barrier says the replica is
 // current, and the first pass after each barrier only observes.
-//
-// full: every target's processes are looked at. Otherwise (a wake-up by
-// a replica change, at most AgentInterval after a full pass) a target whose
-// part of the replica did not change is left until the next full pass:
-// every entry the cluster commits wakes every agent, and most concern
-// other nodes.
-func (a *agent) once(ctx context.Context, full bool) {
+func (a *agent) once(ctx context.Context) {
 	n := a.n
 	if !a.current(ctx) {
 		return
@@ -147,7 +126,7 @@ func (a *agent) once(ctx context.Context, full bool) {
 	n.publishRole(self.Role)
 	allReported := true
 	for _, name := range targetNames(n.cfg.Node) {
-		if !a.reconcileTarget(ctx, name, act, full) {
+		if !a.reconcileTarget(ctx, name, act) {
 			allReported = false
 		}
 	}
@@ -300,7 +279,7 @@ func (a *agent) register(ctx context.Context) error {
 // reconcileTarget makes one target's process run the desired stack (only
 // observes it when act is false) and reports what it found. It returns
 // whether the cluster has (or was sent) the report.
-func (a *agent) reconcileTarget(ctx context.Context, target string, act, full bool) bool {
+func (a *agent) reconcileTarget(ctx context.Context, target string, act bool) bool {
 	n := a.n
 	var (
 		desired []fsm.PatchRef
@@ -319,20 +298,6 @@ func (a *agent) reconcileTarget(ctx context.Context, target string, act, full bo
 		opts = patchOptions(s, n.name, target)
 		prev, hadPrev = s.Observed[n.name][target]
 	})
-	key := fmt.Sprint(act, desired, known, opts, hadPrev, prev)
-	if seen, ok := a.seen[target]; ok && !full && seen.ok && seen.key == key {
-		return true
-	}
-	ok := a.reconcileProcesses(ctx, target, act, desired, blobs, known, opts, prev, hadPrev)
-	a.seen[target] = seenTarget{key: key, ok: ok}
-	return ok
-}
-
-// reconcileProcesses brings target's processes to the desired stack (with
-// act) and reports what runs in them when it differs from the replica.
-func (a *agent) reconcileProcesses(ctx context.Context, target string, act bool, desired []fsm.PatchRef, blobs map[string]fsm.Blob,
-	known map[string]bool, opts map[string]PatchOptions, prev fsm.Observed, hadPrev bool) bool {
-	n := a.n
 	obs := api.ObservedRequest{Node: n.name, Target: target}
 	t := n.cfg.Node.Targets[target]
 	pids, err := findProcesses(n.cfg.ProcRoot, t)
