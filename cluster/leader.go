@@ -275,22 +275,7 @@ func (n *Node) orchestrate(ctx context.Context, refused map[string]time.Time) {
 		var steps []decide.Step
 		now := time.Now()
 		trials := n.trials.snapshot()
-		n.fsm.View(func(s *fsm.State) {
-			for _, st := range decide.NextSteps(s, now, trials) {
-				steps = append(steps, st)
-				// A wave's nodes get their desired stacks together:
-				// one round of replication, not one per node.
-				if _, ok := st.Cmd.(*fsm.SetDesired); !ok {
-					continue
-				}
-				if wave := decide.WaveDesired(s, s.Plans[st.Plan]); len(wave) > 1 {
-					for _, c := range wave[1:] {
-						steps = append(steps, decide.Step{Plan: st.Plan, Cmd: c, Why: "apply on " + c.(*fsm.SetDesired).Node})
-					}
-				}
-			}
-			steps = append(steps, decide.RoleSteps(s, now)...)
-		})
+		n.fsm.View(func(s *fsm.State) { steps = append(decide.NextSteps(s, now, trials), decide.RoleSteps(s, now)...) })
 		var cmds []fsm.Command
 		var batch []decide.Step
 		for _, st := range steps {

@@ -159,7 +159,8 @@ func TestPlanStepParallelNeedsEveryCheckResult(t *testing.T) {
 
 // TestWaveDesired: in a wave's apply phase WaveDesired gives every node of
 // the phase that lacks the plan's stack its SetDesired, the first being
-// what PlanStep issues; once the stacks are set it gives none.
+// what PlanStep issues, and NextSteps all of them; once the stacks are set
+// it gives none.
 func TestWaveDesired(t *testing.T) {
 	s := newSim(t, 3)
 	id := s.submit(func(sp *fsm.PlanSpec) { sp.MaxParallel = 2 })
@@ -176,6 +177,13 @@ func TestWaveDesired(t *testing.T) {
 			}
 			if strings.Join(nodes, ",") != "b2,b3" || wave[0].(*fsm.SetDesired).Node != sd.Node {
 				t.Fatalf("WaveDesired = %v; want b2,b3 with PlanStep's %s first", nodes, sd.Node)
+			}
+			var stepNodes []string
+			for _, st := range NextSteps(st, s.now, nil) {
+				stepNodes = append(stepNodes, st.Cmd.(*fsm.SetDesired).Node)
+			}
+			if strings.Join(stepNodes, ",") != "b2,b3" {
+				t.Fatalf("NextSteps = %v; want the whole wave b2,b3", stepNodes)
 			}
 			for _, c := range wave {
 				s.must(c)

@@ -20,12 +20,24 @@ type Step struct {
 // back, the next command that moves it on (none while it must wait). It is a
 // pure function of the state, the clock and the trial failures reported to
 // the leader, so that any leader decides the same from the same state.
+//
+// A running plan's apply phase gives every node of the phase that lacks the
+// plan's stack its SetDesired at once (WaveDesired): none depends on
+// another, and the leader commits them in one round.
 func NextSteps(s *fsm.State, now time.Time, trials map[string]Trial) []Step {
 	var out []Step
 	for _, p := range s.PlanList() {
-		if cmd, why := PlanStep(s, p, now, trials[p.ID]); cmd != nil {
-			out = append(out, Step{Plan: p.ID, Cmd: cmd, Why: why})
+		cmd, why := PlanStep(s, p, now, trials[p.ID])
+		if cmd == nil {
+			continue
 		}
+		if _, ok := cmd.(*fsm.SetDesired); ok && p.State == fsm.PlanRunning {
+			for _, c := range WaveDesired(s, p) {
+				out = append(out, Step{Plan: p.ID, Cmd: c, Why: "apply on " + c.(*fsm.SetDesired).Node})
+			}
+			continue
+		}
+		out = append(out, Step{Plan: p.ID, Cmd: cmd, Why: why})
 	}
 	return out
 }
@@ -315,8 +327,7 @@ func runningStep(s *fsm.State, p fsm.Plan, now time.Time, fail Trial) (fsm.Comma
 
 // WaveDesired returns, for a running plan in an apply phase, a SetDesired
 // for every node of the phase whose desired stack is not the plan's yet, in
-// phase order (nil otherwise). runningStep issues the first; the leader may
-// commit them all at once, since none depends on another.
+// phase order (nil otherwise). runningStep issues the first; NextSteps all.
 func WaveDesired(s *fsm.State, p fsm.Plan) []fsm.Command {
 	if p.State != fsm.PlanRunning || p.Phase.Trial() {
 		return nil
