@@ -2,8 +2,10 @@ package decide
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,14 +156,55 @@ func (w *world) pick(n int) int { return w.rng.IntN(n) }
 
 func (w *world) chance(p float64) bool { return w.rng.Float64() < p }
 
-// apply commits one command at w.now, as raft would.
+// apply commits one command at w.now, as raft would. It also checks that
+// the FSM never writes through a value a reader took from View before:
+// the API encodes plans after View returns, so an apply that changed a
+// plan's steps in place would race with it.
 func (w *world) apply(cmd fsm.Command) (*fsm.Result, error) {
 	data, err := fsm.Encode(w.now, cmd)
 	if err != nil {
 		return nil, err
 	}
+	var (
+		plans    map[string]fsm.Plan
+		nodes    map[string]fsm.Node
+		observed = map[string]map[string]fsm.Observed{}
+		desired  = map[string]map[string][]fsm.PatchRef{}
+	)
+	w.f.View(func(s *fsm.State) {
+		plans, nodes = maps.Clone(s.Plans), maps.Clone(s.Nodes)
+		for k, v := range s.Observed {
+			observed[k] = maps.Clone(v)
+		}
+		for k, v := range s.Desired {
+			desired[k] = maps.Clone(v)
+		}
+	})
+	before := w.f.State() // deep
 	w.idx++
-	return fsm.ResultOf(w.f.Apply(&raft.Log{Index: w.idx, Term: 1, Type: raft.LogCommand, Data: data}))
+	r, err := fsm.ResultOf(w.f.Apply(&raft.Log{Index: w.idx, Term: 1, Type: raft.LogCommand, Data: data}))
+	inPlace := func(what string, held, was any) {
+		if !reflect.DeepEqual(held, was) {
+			w.fail("applying %s %+v changed %s in place, under a reader that held it:\nheld %+v\nwas  %+v", cmd.CommandType(), cmd, what, held, was)
+		}
+	}
+	for id, p := range plans {
+		inPlace("plan "+id, p, before.Plans[id])
+	}
+	for name, nd := range nodes {
+		inPlace("node "+name, nd, before.Nodes[name])
+	}
+	for name, m := range observed {
+		for t, o := range m {
+			inPlace("the observation of "+name+"/"+t, o, before.Observed[name][t])
+		}
+	}
+	for name, m := range desired {
+		for t, d := range m {
+			inPlace("the desired stack of "+name+"/"+t, d, before.Desired[name][t])
+		}
+	}
+	return r, err
 }
 
 // must commits a command of the harness itself, which the FSM must take.
@@ -508,16 +551,18 @@ func (w *world) agents() {
 		}
 		want := fsm.PatchIDs(st.DesiredStack(name, svc))
 		errText := ""
+		var pause time.Duration
 		if !slices.Equal(n.running, want) {
 			if n.flaky {
 				errText = "applying: injected failure"
 			} else {
 				w.logf("%s runs %v (was %v)", name, want, n.running)
 				n.running = slices.Clone(want)
+				pause = time.Duration(100+w.pick(900)) * time.Microsecond // as the engine reports it
 			}
 		}
 		if !had || obs.Pid != n.pid || !slices.Equal(obs.Active, n.running) || obs.Error != errText {
-			w.must(&fsm.ReportObserved{Node: name, Target: svc, Pid: n.pid, PidStart: uint64(n.pid) * 10, Active: slices.Clone(n.running), Error: errText})
+			w.must(&fsm.ReportObserved{Node: name, Target: svc, Pid: n.pid, PidStart: uint64(n.pid) * 10, Active: slices.Clone(n.running), Error: errText, Pause: pause})
 		}
 	}
 	st = w.live()

@@ -418,13 +418,16 @@ func (x *applyCtx) stepPauses(c *ReportObserved, before, after []string) {
 			continue
 		}
 		was, is := slices.Contains(before, p.Spec.PatchID), slices.Contains(after, p.Spec.PatchID)
-		switch {
-		case !was && is:
-			p.Steps[i].ApplyPause = c.Pause
-		case was && !is:
-			p.Steps[i].RevertPause = c.Pause
-		default:
+		if was == is {
 			continue
+		}
+		// A new copy: readers may hold the old one past View (the API
+		// encodes plans after it returns), so no apply writes into it.
+		p = p.Clone()
+		if is {
+			p.Steps[i].ApplyPause = c.Pause
+		} else {
+			p.Steps[i].RevertPause = c.Pause
 		}
 		x.s.Plans[id] = p
 	}
