@@ -71,6 +71,11 @@ func TestPlanWaitingNamesTheDeadNode(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "\nwaiting: "+why+"\n") {
 		t.Errorf("lpctl plan show %s: %v\n%s\nwant the line \"waiting: %s\"", id, err, out, why)
 	}
+	out, err = ctl(ctx, "plan", "list").CombinedOutput()
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 2 ||
+		!strings.HasSuffix(lines[0], "WAITING") || !strings.HasPrefix(lines[1], id+" ") || !strings.HasSuffix(lines[1], "  "+why) {
+		t.Errorf("lpctl plan list: %v\n%s\nwant plan %s with %q in the last column, WAITING", err, out, id, why)
+	}
 	wctx, cancel := context.WithTimeout(ctx, waitBudget(2*time.Minute))
 	defer cancel()
 	watch := ctl(wctx, "plan", "watch", id)

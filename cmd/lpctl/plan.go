@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -216,11 +217,11 @@ func planListCommand(a *app) *cobra.Command {
 				return a.printJSON(plans)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tPATCH\tTARGET\tSTATE\tPHASE\tSUBMITTED")
+			fmt.Fprintln(tw, "ID\tNAME\tPATCH\tTARGET\tSTATE\tPHASE\tSUBMITTED\tWAITING")
 			for _, d := range plans {
 				p := d.Plan
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Spec.Name, p.Spec.PatchID, p.Spec.Target, p.State,
-					phase(p), p.Spec.SubmittedAt.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Spec.Name, p.Spec.PatchID, p.Spec.Target, p.State,
+					phase(p), p.Spec.SubmittedAt.Local().Format(time.DateTime), cmp.Or(d.Waiting, "-"))
 			}
 			return tw.Flush()
 		},
