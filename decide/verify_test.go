@@ -2,10 +2,8 @@ package decide
 
 import (
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,44 +163,11 @@ func (w *world) apply(cmd fsm.Command) (*fsm.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var (
-		plans    map[string]fsm.Plan
-		nodes    map[string]fsm.Node
-		observed = map[string]map[string]fsm.Observed{}
-		desired  = map[string]map[string][]fsm.PatchRef{}
-	)
-	w.f.View(func(s *fsm.State) {
-		plans, nodes = maps.Clone(s.Plans), maps.Clone(s.Nodes)
-		for k, v := range s.Observed {
-			observed[k] = maps.Clone(v)
-		}
-		for k, v := range s.Desired {
-			desired[k] = maps.Clone(v)
-		}
-	})
-	before := w.f.State() // deep
+	held := w.f.Hold()
 	w.idx++
 	r, err := fsm.ResultOf(w.f.Apply(&raft.Log{Index: w.idx, Term: 1, Type: raft.LogCommand, Data: data}))
-	inPlace := func(what string, held, was any) {
-		if !reflect.DeepEqual(held, was) {
-			w.fail("applying %s %+v changed %s in place, under a reader that held it:\nheld %+v\nwas  %+v", cmd.CommandType(), cmd, what, held, was)
-		}
-	}
-	for id, p := range plans {
-		inPlace("plan "+id, p, before.Plans[id])
-	}
-	for name, nd := range nodes {
-		inPlace("node "+name, nd, before.Nodes[name])
-	}
-	for name, m := range observed {
-		for t, o := range m {
-			inPlace("the observation of "+name+"/"+t, o, before.Observed[name][t])
-		}
-	}
-	for name, m := range desired {
-		for t, d := range m {
-			inPlace("the desired stack of "+name+"/"+t, d, before.Desired[name][t])
-		}
+	if d := held.InPlace(); d != "" {
+		w.fail("applying %s %+v: %s", cmd.CommandType(), cmd, d)
 	}
 	return r, err
 }

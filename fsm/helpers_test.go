@@ -43,7 +43,11 @@ func (h *harness) entry(cmd Command) *raft.Log {
 func (h *harness) applyLog(l *raft.Log) *Result {
 	h.t.Helper()
 	h.log = append(h.log, l)
+	held := h.f.Hold()
 	res, ok := h.f.Apply(l).(*Result)
+	if d := held.InPlace(); d != "" {
+		h.t.Fatalf("Apply(%s): %s", l.Data, d)
+	}
 	if !ok || res == nil {
 		h.t.Fatalf("Apply returned %T; want *Result", res)
 	}
