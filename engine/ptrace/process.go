@@ -45,6 +45,10 @@ type Process struct {
 	iovRemote []unix.RemoteIovec
 	// noBatch is set once process_vm_readv proved unusable here.
 	noBatch bool
+	// noRT is set once the tracer thread could not become real-time
+	// (no CAP_SYS_NICE, or a cgroup without real-time time): windows then
+	// run at tracerNice only.
+	noRT bool
 }
 
 type threadState int
@@ -127,10 +131,11 @@ func (p *Process) loop(started chan<- error) {
 	defer close(p.done)
 	// The stop-the-world window is as long as this thread's slowest step:
 	// if it is preempted by the very threads it just resumed, the rest of
-	// the target waits stopped. Run it at the highest nice priority we are
-	// allowed (root: -20); the thread only ever blocks or briefly spins,
-	// so it takes nothing from the target otherwise.
-	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
+	// the target waits stopped. Outside windows it runs at the highest nice
+	// priority we are allowed (root: -20); inside, real-time (see
+	// Process.urgent). The thread only ever blocks or briefly spins, so it
+	// takes nothing from the target otherwise.
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), tracerNice)
 	signal.Notify(p.sigchld, unix.SIGCHLD)
 	defer signal.Stop(p.sigchld)
 
@@ -414,12 +419,14 @@ func (p *Process) Detach() error {
 func (p *Process) detachAll() {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(p.threads) > 0 && p.exitErr == nil && time.Now().Before(deadline) {
+		restore := p.urgent()
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = p.stopAll(ctx)
 		cancel()
 		p.detachStopped()
 		p.longest = max(p.longest, time.Since(start))
+		restore()
 	}
 	p.finish()
 }

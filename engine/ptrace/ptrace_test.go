@@ -671,3 +671,65 @@ func TestStoppedRegsMatchThreads(t *testing.T) {
 	}
 	ticks(t, tg, 2)
 }
+
+// TestWindowsRunRealTime: the tracer thread runs each stop-the-world window
+// SCHED_FIFO, and is back to SCHED_OTHER at nice -20 between windows (a
+// real-time thread outside windows could take a CPU from the machine).
+func TestWindowsRunRealTime(t *testing.T) {
+	tg, _ := target(t, "2", "1")
+	p := attach(t, tg.Pid)
+	type sched struct{ policy, nice int }
+	now := func() sched {
+		pol, _, e := unix.RawSyscall(unix.SYS_SCHED_GETSCHEDULER, 0, 0, 0)
+		if e != 0 {
+			t.Fatalf("sched_getscheduler: %v", e)
+		}
+		// getpriority's raw value is 20 - nice.
+		prio, _, e := unix.RawSyscall(unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0, 0)
+		if e != 0 {
+			t.Fatalf("getpriority: %v", e)
+		}
+		return sched{int(pol), 20 - int(prio)}
+	}
+	var inside, between sched
+	var rt bool
+	for _, release := range []bool{true, false} { // WithStoppedRelease first: it says whether real-time is allowed
+		if !release {
+			if err := p.WithStopped(context.Background(), func(*Stopped) error { inside = now(); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			wt, err := p.WithStoppedRelease(context.Background(), func(*Stopped) (bool, error) { inside = now(); return false, nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt = wt.RealTime
+		}
+		if err := p.do(func() error { between = now(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !rt && release {
+			t.Skipf("the tracer may not run real-time here (policy in the window %d)", inside.policy)
+		}
+		if inside.policy != schedFIFO {
+			t.Errorf("release=%v: the tracer ran the window with policy %d; want SCHED_FIFO (%d)", release, inside.policy, schedFIFO)
+		}
+		if between != (sched{schedOther, tracerNice}) {
+			t.Errorf("release=%v: between windows the tracer has policy %d nice %d; want SCHED_OTHER (0) nice %d", release, between.policy, between.nice, tracerNice)
+		}
+	}
+	// A tracer thread already real-time (lpd raises its threads to
+	// SCHED_RR) keeps its class: in the window and after it.
+	if err := p.do(func() error { return setScheduler(schedRR, 1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WithStopped(context.Background(), func(*Stopped) error { inside = now(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.do(func() error { between = now(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inside.policy != schedRR || between.policy != schedRR {
+		t.Errorf("a SCHED_RR tracer ran the window with policy %d and has %d after it; want SCHED_RR (%d) both", inside.policy, between.policy, schedRR)
+	}
+}

@@ -53,3 +53,25 @@ func setXState(tid int, state []byte) error {
 	iov.SetLen(len(state))
 	return ptraceRaw(unix.PTRACE_SETREGSET, tid, ntX86XState, uintptr(unsafe.Pointer(&iov)))
 }
+
+// The tracer thread's scheduling inside a stop-the-world window.
+const (
+	schedOther = 0 // SCHED_OTHER
+	schedFIFO  = 1 // SCHED_FIFO
+	schedRR    = 2 // SCHED_RR
+	// windowPriority is the real-time priority of the tracer thread
+	// while the target is stopped: the lowest, enough to run before every
+	// normal (SCHED_OTHER) thread of the machine, in whatever cgroup.
+	windowPriority = 1
+	// tracerNice is the tracer thread's nice value the rest of the time.
+	tracerNice = -20
+)
+
+// setScheduler sets the calling thread's policy and real-time priority.
+func setScheduler(policy int, prio int32) error {
+	_, _, e := unix.RawSyscall(unix.SYS_SCHED_SETSCHEDULER, 0, uintptr(policy), uintptr(unsafe.Pointer(&prio)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
