@@ -15,10 +15,20 @@
 // it forwards signals the target receives, lets new threads run, and forgets
 // threads that exit.
 //
+// # Scheduling
+//
+// That thread runs at nice -20, and each stop-the-world window (every
+// thread stopped) in the real-time class, SCHED_FIFO priority 1, which it
+// leaves as soon as the last thread is let go: otherwise the target's
+// threads it resumes first can preempt it (a nice level counts only within
+// one cgroup or autogroup) while the rest of the target waits stopped.
+// Where real time is refused, windows run at the nice level.
+//
 // # Privileges
 //
 // Attaching needs CAP_SYS_PTRACE over the target (root, or the same user
-// with Yama's ptrace_scope permitting it). lp refuses to attach to its own
+// with Yama's ptrace_scope permitting it); running windows in real time
+// needs CAP_SYS_NICE (or RLIMIT_RTPRIO). lp refuses to attach to its own
 // process.
 //
 // # What can go wrong in a target
