@@ -419,7 +419,7 @@ func (p *Process) Detach() error {
 func (p *Process) detachAll() {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(p.threads) > 0 && p.exitErr == nil && time.Now().Before(deadline) {
-		restore := p.urgent()
+		restore, _ := p.urgent()
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = p.stopAll(ctx)

@@ -69,7 +69,8 @@ func (p *Process) WithStopped(ctx context.Context, fn func(*Stopped) error) erro
 func (p *Process) WithStoppedTimed(ctx context.Context, fn func(*Stopped) error) (time.Duration, error) {
 	var window time.Duration
 	err := p.do(func() error {
-		defer p.urgent()()
+		restore, _ := p.urgent()
+		defer restore()
 		start := time.Now()
 		if err := p.stopAllPrefetch(ctx); err != nil {
 			return err
@@ -112,27 +113,31 @@ type WindowTimes struct {
 // see internal/sched) is left as it is. Where lp may not (no
 // CAP_SYS_NICE, a cgroup without real-time time), windows run at the
 // thread's nice level, tracerNice unless lpd changed it.
-func (p *Process) urgent() (restore func()) {
+func (p *Process) urgent() (restore func(), realTime bool) {
+	nothing := func() {}
 	if p.noRT {
-		return func() {}
+		return nothing, false
 	}
 	policy, _, e := unix.RawSyscall(unix.SYS_SCHED_GETSCHEDULER, 0, 0, 0)
-	if e != 0 || policy == schedFIFO || policy == schedRR {
-		return func() {}
+	if e != 0 {
+		return nothing, false
+	}
+	if policy == schedFIFO || policy == schedRR {
+		return nothing, true
 	}
 	// getpriority's raw value is 20 - nice.
 	raw, _, e := unix.RawSyscall(unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0, 0)
 	if e != 0 {
-		return func() {}
+		return nothing, false
 	}
 	if err := setScheduler(schedFIFO, windowPriority); err != nil {
 		p.noRT = true
-		return func() {}
+		return nothing, false
 	}
 	return func() {
 		_ = setScheduler(int(policy), 0)
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 20-int(raw))
-	}
+	}, true
 }
 
 // WithStoppedRelease is WithStoppedTimed whose function decides how the
@@ -144,8 +149,8 @@ func (p *Process) urgent() (restore func()) {
 func (p *Process) WithStoppedRelease(ctx context.Context, fn func(*Stopped) (detach bool, err error)) (WindowTimes, error) {
 	var wt WindowTimes
 	err := p.do(func() error {
-		restore := p.urgent()
-		wt.RealTime = !p.noRT
+		var restore func()
+		restore, wt.RealTime = p.urgent()
 		defer restore()
 		start := time.Now()
 		if err := p.stopAllPrefetch(ctx); err != nil {
