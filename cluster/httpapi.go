@@ -392,7 +392,7 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 
 // planDetail builds the API view of a plan.
 func planDetail(s *fsm.State, p fsm.Plan, history bool) api.PlanDetail {
-	d := api.PlanDetail{Plan: p.Clone()} // encoded after the read lock is released
+	d := api.PlanDetail{Plan: p}
 	target := p.Spec.Target
 	for _, st := range p.Steps {
 		nd, registered := s.Nodes[st.Node]

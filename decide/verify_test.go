@@ -154,10 +154,8 @@ func (w *world) pick(n int) int { return w.rng.IntN(n) }
 
 func (w *world) chance(p float64) bool { return w.rng.Float64() < p }
 
-// apply commits one command at w.now, as raft would. It also checks that
-// the FSM never writes through a value a reader took from View before:
-// the API encodes plans after View returns, so an apply that changed a
-// plan's steps in place would race with it.
+// apply commits one command at w.now, as raft would, and checks that it
+// changed no value a reader may hold (fsm.Held).
 func (w *world) apply(cmd fsm.Command) (*fsm.Result, error) {
 	data, err := fsm.Encode(w.now, cmd)
 	if err != nil {

@@ -117,8 +117,8 @@ func (f *FSM) Index() uint64 {
 // fn must not modify s or anything reachable from it, and must not block:
 // Apply waits for it. Values fn copies out of the maps (a Plan, a Node, an
 // Observed, a desired stack) may be read after it returns: an apply never
-// writes into such a value, it stores a new one (decide's verifier checks
-// this after every command).
+// writes into such a value, it stores a new one (see [Held], which the
+// tests check after every command).
 func (f *FSM) View(fn func(s *State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
